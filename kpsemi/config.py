@@ -1,0 +1,88 @@
+"""Run configuration: one dataclass, three presets of the same code path.
+
+    smoke  - seconds on a CPU; what the tests run
+    demo   - minutes on a 2-core CPU; small HRNet, small inputs, already shows each lesson's effect
+    paper  - the paper's settings (HRNet-W32, 256x256 -> 64x64 heatmaps, sigma 2, Adam 1e-4); needs a GPU
+
+`get(preset, **overrides)` returns a Config; `preset_name()` reads KPSEMI_PRESET (default "demo").
+"""
+import os
+from dataclasses import asdict, dataclass, field, replace
+
+from kpsemi.records import UserError
+
+PRESET_NAMES = ("smoke", "demo", "paper")
+
+
+@dataclass
+class Config:
+    preset: str = "demo"
+    # data
+    dataset: str = "synthetic"
+    synth_size: str = "default"      # embedded set size: smoke | default | <n train images>
+    data_seed: int = 0               # embedded set generator seed
+    input_size: int = 256
+    stride: int = 4                  # heatmap = input / stride
+    sigma: float = 2.0               # Gaussian target sigma in heatmap pixels
+    # model
+    backbone: str = "hrnet_w32"      # hrnet_w32 | hrnet_w18_small | hrnet_tiny (see models.py)
+    pretrained: bool = True          # ImageNet weights when they can be had (falls back with a warning)
+    embed_dim: int = 64              # C of the semantic keypoint representation
+    # method
+    losses: tuple = ("sup", "sc", "te", "ti")
+    weights: dict = field(default_factory=lambda: {"sup": 1e3, "sc": 0.5, "te": 1e2, "ti": 1e2, "elt": 1e2})
+    gt_in_unsup: bool = True         # labeled samples use ground-truth heatmaps in the unsupervised losses
+    labeled: float = 0.05            # labeled fraction of the training set
+    split_seed: int = 0
+    unlabeled_fraction: float = 1.0  # of the unlabeled pool (Table 3)
+    # augmentation: standard (rotation, scale, flip) + the perspective g(., s) of TE/TI
+    rotation: float = 30.0
+    scale: tuple = (0.75, 1.25)
+    flip: float = 0.5
+    g_corner: float = 0.1
+    g_rotation: float = 20.0
+    # optimisation
+    batch_size: int = 32
+    labeled_ratio: float = 0.5       # share of labeled samples in a batch
+    lr: float = 1e-4
+    max_steps: int = 100_000
+    eval_every: int = 1000
+    patience: int = 10               # evaluations without val PCK improvement before stopping
+    amp: bool = True                 # mixed precision on CUDA
+    seed: int = 0
+    num_threads: int = 0             # torch CPU threads (0: torch's default)
+
+
+PRESETS = {
+    "smoke": dict(synth_size="smoke", input_size=64, backbone="hrnet_tiny", pretrained=False, batch_size=16,
+                  max_steps=40, eval_every=20, patience=2),
+    "demo": dict(synth_size="default", input_size=64, backbone="hrnet_tiny", pretrained=False, batch_size=32,
+                 max_steps=1500, eval_every=250, patience=3),
+    "paper": dict(synth_size="default", input_size=256, backbone="hrnet_w32", pretrained=True, batch_size=32,
+                  max_steps=100_000, eval_every=1000, patience=10),
+}
+
+
+def preset_name(default="demo"):
+    """The preset named by $KPSEMI_PRESET, else `default`."""
+    name = os.environ.get("KPSEMI_PRESET", default) or default
+    if name not in PRESETS:
+        raise UserError(f"KPSEMI_PRESET={name!r}: choose one of {', '.join(PRESET_NAMES)}")
+    return name
+
+
+def get(preset=None, **overrides):
+    """Config of a preset (default: $KPSEMI_PRESET or demo) with field overrides (None values are ignored)."""
+    preset = preset or preset_name()
+    if preset not in PRESETS:
+        raise UserError(f"unknown preset {preset!r}: choose one of {', '.join(PRESET_NAMES)}")
+    cfg = replace(Config(preset=preset), **PRESETS[preset])
+    unknown = set(overrides) - set(asdict(cfg))
+    if unknown:
+        raise UserError(f"unknown config fields: {sorted(unknown)}")
+    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def to_dict(cfg):
+    d = asdict(cfg)
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}

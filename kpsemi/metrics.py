@@ -1,0 +1,57 @@
+"""PCK@alpha (Yang & Ramanan; l = the box's longer side, paper alpha = 0.1) and PCKh@0.5 (l = 0.6 x head-box
+diagonal, Andriluka et al.), per keypoint and averaged over all labeled keypoints, in percent.
+
+A keypoint counts when the ground truth labels it (v > 0) and the prediction lies within alpha * l of it.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+def box_norm(box):
+    """PCK normaliser: the longer side of (.., 4) xywh boxes."""
+    box = torch.as_tensor(box)
+    return torch.maximum(box[..., 2], box[..., 3])
+
+
+def head_norm(head_box):
+    """PCKh normaliser: 0.6 x the diagonal of (.., 4) x1y1x2y2 head boxes."""
+    hb = torch.as_tensor(head_box, dtype=torch.float64)
+    return 0.6 * torch.hypot(hb[..., 2] - hb[..., 0], hb[..., 3] - hb[..., 1])
+
+
+def hits(pred, gt, norm, alpha=0.1):
+    """(correct (N, K) bool, labeled (N, K) bool) for predictions (N, K, 2) against gt (N, K, 3)."""
+    pred, gt = torch.as_tensor(pred, dtype=torch.float64), torch.as_tensor(gt, dtype=torch.float64)
+    norm = torch.as_tensor(norm, dtype=torch.float64)
+    d = torch.linalg.norm(pred[..., :2] - gt[..., :2], dim=-1)
+    labeled = gt[..., 2] > 0
+    return (d <= alpha * norm[:, None]) & labeled, labeled
+
+
+@dataclass
+class PCK:
+    mean: float                # percent of all labeled keypoints that are correct
+    per_keypoint: list         # percent per keypoint type (NaN where a type is never labeled)
+    count: int                 # labeled keypoints evaluated
+    alpha: float
+
+    def as_dict(self, names=None):
+        per = {(names[k] if names else str(k)): v for k, v in enumerate(self.per_keypoint)}
+        return {"mean": self.mean, "per_keypoint": per, "count": self.count, "alpha": self.alpha}
+
+
+def pck(pred, gt, norm, alpha=0.1):
+    """PCK@alpha in percent. norm (N,) per-sample l (box_norm for PCK, head_norm for PCKh)."""
+    ok, lab = hits(pred, gt, norm, alpha)
+    n = int(lab.sum())
+    per = (100.0 * ok.sum(0).double() / lab.sum(0).double()).tolist()  # NaN where never labeled
+    mean = 100.0 * float(ok.sum()) / n if n else float("nan")
+    return PCK(mean=mean, per_keypoint=[float(v) if np.isfinite(v) else float("nan") for v in per], count=n,
+               alpha=alpha)
+
+
+def pckh(pred, gt, head_box, alpha=0.5):
+    """PCKh@alpha with head boxes (N, 4) x1y1x2y2."""
+    return pck(pred, gt, head_norm(head_box), alpha)

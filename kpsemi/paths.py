@@ -1,0 +1,19 @@
+"""Where the kit keeps data: the `data/` folder of a source checkout, or $KPSEMI_DATA, or ./data."""
+import os
+
+_PKG = os.path.dirname(os.path.abspath(__file__))
+
+
+def data_dir() -> str:
+    """$KPSEMI_DATA if set; else `data/` beside the package in a source checkout; else `./data`."""
+    env = os.environ.get("KPSEMI_DATA")
+    if env:
+        return os.path.abspath(env)
+    repo = os.path.dirname(_PKG)
+    if os.path.exists(os.path.join(repo, "pyproject.toml")) and os.path.isdir(os.path.join(repo, "data")):
+        return os.path.join(repo, "data")
+    return os.path.abspath("data")
+
+
+def splits_dir() -> str:
+    return os.path.join(data_dir(), "splits")

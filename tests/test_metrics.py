@@ -1,0 +1,33 @@
+import math
+
+import torch
+
+from kpsemi import metrics
+
+
+def test_pck_by_hand():
+    # two samples, three keypoints; box longer side 100 and 50 -> thresholds 10 and 5 px at alpha 0.1
+    gt = torch.tensor([[[10.0, 10, 2], [50, 50, 1], [0, 0, 0]],
+                       [[20.0, 20, 2], [30, 30, 2], [40, 40, 2]]])
+    pred = torch.tensor([[[16.0, 18, 0], [62, 50, 0], [99, 99, 0]],      # d = 10 (hit), 12 (miss), unlabeled
+                         [[23.0, 24, 0], [30, 36, 0], [40, 40, 0]]])[..., :2]  # d = 5 (hit), 6 (miss), 0 (hit)
+    norm = metrics.box_norm(torch.tensor([[0, 0, 100.0, 60], [0, 0, 20, 50.0]]))
+    r = metrics.pck(pred, gt, norm, alpha=0.1)
+    assert r.count == 5
+    assert math.isclose(r.mean, 100 * 3 / 5)
+    assert r.per_keypoint[0] == 100.0 and r.per_keypoint[1] == 0.0 and r.per_keypoint[2] == 100.0
+
+
+def test_pck_keypoint_never_labeled_is_nan():
+    gt = torch.tensor([[[1.0, 1, 2], [0, 0, 0]]])
+    r = metrics.pck(torch.tensor([[[1.0, 1], [5, 5]]]), gt, torch.tensor([10.0]))
+    assert r.mean == 100.0 and math.isnan(r.per_keypoint[1])
+
+
+def test_pckh_head_size_is_06_diagonal():
+    head = torch.tensor([[0.0, 0, 30, 40]])      # diagonal 50 -> l = 30 -> PCKh@0.5 threshold 15 px
+    gt = torch.tensor([[[100.0, 100, 2], [100, 100, 2]]])
+    pred = torch.tensor([[[115.0, 100], [100, 115.5]]])
+    r = metrics.pckh(pred, gt, head, alpha=0.5)
+    assert r.per_keypoint == [100.0, 0.0]
+    assert math.isclose(metrics.head_norm(head).item(), 30.0)
