@@ -118,8 +118,8 @@ def sample_pose(rng: np.random.Generator) -> dict:
         raised_side = "lf" if rng.random() < 0.5 else "rf"
         legs[raised_side] = [d(rng.uniform(55, 95)), d(rng.uniform(70, 120))]
     return dict(
-        yaw=(np.pi if facing_left else 0.0) + d(rng.uniform(-55, 55)),
-        tilt=d(rng.uniform(-10, 25)), roll=d(rng.normal(0, 14)), pitch=d(rng.normal(0, 6)),
+        yaw=(np.pi if facing_left else 0.0) + d(rng.uniform(-70, 70)),
+        tilt=d(rng.uniform(-10, 25)), roll=d(rng.normal(0, 22)), pitch=d(rng.normal(0, 6)),
         neck=d(rng.uniform(-45, -15)) if head_down else d(rng.uniform(-10, 20)),
         head=d(rng.uniform(-40, 10)), legs=legs,
         tail=[d(rng.uniform(25, 60)) if tail_up else d(rng.uniform(-80, -35))] + list(

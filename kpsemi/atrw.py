@@ -1,12 +1,12 @@
 """ATRW (Amur Tiger Re-identification in the Wild), pose track, from its official COCO-style JSON files.
 
 Official split, as the paper uses it: 3,610 train / 516 val / 1,033 test images. Archives (CVWC 2019, hosted by
-LILA): atrw_pose_{train,val,test}.tar.gz hold the images (train/, val/, test/), atrw_anno_pose_train.tar.gz holds
-keypoint_train.json and keypoint_val.json, and the test keypoints were released later as
-atrw_anno_pose_test.tar.gz -> keypoint_test.json (that name follows LILA's atrw_anno_reid_test.tar.gz and was not
-verified; any keypoint_test.json under data/atrw/ is found). All are unpacked into data/atrw/ and the loader finds
-each JSON anywhere below it and the images in <split>/, atrw_pose_<split>/<split>/, atrw_pose_<split>/ or
-images/<split>/.
+LILA): atrw_pose_{train,val,test}.tar.gz hold the images (train/, val/, test/) and atrw_anno_pose_train.tar.gz
+holds keypoint_train.json and keypoint_val.json. The test keypoints were withheld during the challenge; we expect
+them as atrw_anno_pose_test.tar.gz -> keypoint_test.json, names NOT verified (they follow LILA's published
+atrw_anno_reid_test.tar.gz): if that download fails, place the official test JSON as keypoint_test.json anywhere
+under data/atrw/. Everything is unpacked into data/atrw/; the loader finds each JSON anywhere below it and the
+images in <split>/, atrw_pose_<split>/<split>/, atrw_pose_<split>/ or images/<split>/.
 
 The JSON is COCO keypoints except that images carry "filename" instead of "file_name" (as mmpose notes); it is
 rewritten to a temporary COCO file for `kpsemi.coco.load_coco`, and its error messages are mapped back to the

@@ -1,6 +1,9 @@
 """Command line: `python -m kpsemi <command>`.
 
     python -m kpsemi quickstart [--preset demo] [--out results/quickstart]   # the main job on the embedded set
+    python -m kpsemi train --preset P --losses sup,sc,te,ti --labeled 0.05 --split-seed 0 --out DIR
+        [--data synthetic | --train-json F --val-json F --test-json F [--unlabeled-dir D] | --dlc PROJECT]
+        [--unlabeled-fraction F] [--no-gt-in-unsup] [--weights sup=1e3,sc=0.5,te=1e2,ti=1e2] [--resume]
     python -m kpsemi data synth --out DIR [--size default|smoke|N] [--seed N] [--workers N]
     python -m kpsemi data preview [--dataset synthetic] [--out DIR]
     python -m kpsemi data splits [--dataset synthetic]
@@ -67,6 +70,57 @@ def _data(args):
         print(preview(cfg, args.out))
 
 
+def _add_train(sub):
+    t = sub.add_parser("train", help="train one run and write DIR/metrics.json")
+    t.add_argument("--preset", default=None, help="smoke | demo | paper (default: $KPSEMI_PRESET or demo)")
+    t.add_argument("--losses", default="sup,sc,te,ti", help="comma list from sup, sc, te, ti, elt")
+    t.add_argument("--labeled", type=float, default=0.05, help="labeled fraction of the training set")
+    t.add_argument("--split-seed", type=int, default=0)
+    t.add_argument("--unlabeled-fraction", type=float, default=1.0, help="share of the unlabeled pool used")
+    t.add_argument("--no-gt-in-unsup", action="store_true", help="unsupervised losses use predictions only")
+    t.add_argument("--weights", default=None, help="loss weights, e.g. sup=1e3,sc=0.5,te=1e2,ti=1e2")
+    t.add_argument("--out", required=True)
+    t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    t.add_argument("--data", default="synthetic", help="synthetic | lsp | mpii | cub | atrw")
+    t.add_argument("--train-json")
+    t.add_argument("--val-json")
+    t.add_argument("--test-json")
+    t.add_argument("--image-root", help="folder the COCO file_names are relative to (default: beside the JSON)")
+    t.add_argument("--unlabeled-dir", help="extra unlabeled images")
+    t.add_argument("--dlc", help="a DeepLabCut project folder (CollectedData*.csv + videos/)")
+    t.add_argument("--max-steps", type=int)
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", default=None)
+
+
+def _train(args):
+    from kpsemi import config, experiment
+    weights = None
+    if args.weights:
+        weights = dict(config.get(args.preset).weights)
+        for item in args.weights.split(","):
+            k, _, v = item.partition("=")
+            try:
+                weights[k.strip()] = float(v)
+            except ValueError:
+                raise UserError(f"--weights: {item!r} is not name=number") from None
+    for p in (args.train_json, args.val_json, args.test_json, args.unlabeled_dir, args.dlc):
+        if p and not os.path.exists(p):
+            raise UserError(f"{p}: no such file or folder")
+    cfg = config.get(args.preset, losses=tuple(x.strip() for x in args.losses.split(",") if x.strip()),
+                     labeled=args.labeled, split_seed=args.split_seed, unlabeled_fraction=args.unlabeled_fraction,
+                     gt_in_unsup=not args.no_gt_in_unsup, weights=weights, dataset=args.data,
+                     max_steps=args.max_steps, seed=args.seed)
+    if not 0 < cfg.labeled <= 1:
+        raise UserError(f"--labeled must be in (0, 1], got {cfg.labeled}")
+    spec = experiment.DataSpec(train_json=args.train_json, val_json=args.val_json, test_json=args.test_json,
+                               image_root=args.image_root, unlabeled_dir=args.unlabeled_dir, dlc_project=args.dlc)
+    m = experiment.run(cfg, args.out, spec, resume=args.resume, device=args.device)
+    print(f"{'+'.join(cfg.losses)} at {cfg.labeled:g} labels: val {m['metric']} {m['val_pck']:.2f}, test "
+          f"{m['test_pck']:.2f} (best step {m['best_step']} of {m['steps']}, {m['seconds']:.0f} s) -> "
+          f"{args.out}/metrics.json")
+
+
 def preview(cfg, out):
     """Write preview.png and summary.md/csv for the dataset of `cfg`; returns the Markdown table."""
     import matplotlib
@@ -101,16 +155,21 @@ def main(argv=None):
     q.add_argument("--preset", default=None, help="smoke | demo | paper (default: $KPSEMI_PRESET or demo)")
     q.add_argument("--out", default=os.path.join("results", "quickstart"))
     _add_data(sub)
+    _add_train(sub)
     args = ap.parse_args(argv)
     t0 = time.time()
     try:
         if args.cmd == "data":
             _data(args)
+        elif args.cmd == "train":
+            _train(args)
         elif args.cmd == "quickstart":
-            from kpsemi import config
+            from kpsemi import config, quickstart
             cfg = config.get(args.preset)
-            print(preview(cfg, args.out))
-            print(f"\nwrote {args.out}/summary.md, summary.csv and preview.png in {time.time() - t0:.0f} s")
+            print(preview(cfg, os.path.join(args.out, "data")))
+            print(quickstart.run(cfg.preset, args.out))
+            print(f"\nwrote {args.out}/results.md, results.csv, results.png, predictions.png and data/ in "
+                  f"{time.time() - t0:.0f} s")
     except (UserError, FileNotFoundError) as e:
         if os.environ.get("KPSEMI_DEBUG"):
             raise

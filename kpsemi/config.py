@@ -32,6 +32,7 @@ class Config:
     losses: tuple = ("sup", "sc", "te", "ti")
     weights: dict = field(default_factory=lambda: {"sup": 1e3, "sc": 0.5, "te": 1e2, "ti": 1e2, "elt": 1e2})
     gt_in_unsup: bool = True         # labeled samples use ground-truth heatmaps in the unsupervised losses
+    repr_grad_to_heatmaps: bool = True  # SC/TI gradients reach the heatmaps through z_i = GMP(F * h_i)
     labeled: float = 0.05            # labeled fraction of the training set
     split_seed: int = 0
     unlabeled_fraction: float = 1.0  # of the unlabeled pool (Table 3)

@@ -40,8 +40,8 @@ class DownloadError(DataError):
 @dataclass(frozen=True)
 class Remote:
     url: str
-    sha256: str = None     # published sha256 (hex) of the file; None: unknown (see allow_unverified)
-    filename: str = ""     # name of the downloaded file in the dataset folder
+    sha256: str | None     # published sha256 (hex) of the file; None: unknown (see allow_unverified)
+    filename: str          # name of the downloaded file in the dataset folder
     size: int = None       # published size in bytes, when known
     extract: bool = True   # unpack it after the download
     into: str = ""         # subfolder of the dataset folder to unpack into ("" = the folder itself)
@@ -242,23 +242,3 @@ def download_dataset(name_or_module, root=None, allow_unverified=False, progress
 
 def _marker(root, remote):
     return os.path.join(root, f".extracted-{remote.filename}" if remote.extract else f".fetched-{remote.filename}")
-
-
-def main(argv=None):
-    """`python -m kpsemi.download NAME [--root DIR] [--allow-unverified]` (the same as `kpsemi data download`)."""
-    import argparse
-    p = argparse.ArgumentParser(prog="python -m kpsemi.download", description=main.__doc__)
-    p.add_argument("name", choices=["lsp", "mpii", "cub", "atrw"])
-    p.add_argument("--root", default=None)
-    p.add_argument("--allow-unverified", action="store_true")
-    a = p.parse_args(argv)
-    try:
-        print(f"{a.name} is ready under {download_dataset(a.name, a.root, a.allow_unverified)}")
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

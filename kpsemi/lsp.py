@@ -117,8 +117,7 @@ def _instances(root, source, index):
             continue
         out.append(Instance(file=file, keypoints=joints[i], box=box, id=f"{source}/{name}"))
     if skipped:
-        warnings.warn(f"{mat}: {skipped} images have no visible joint and "
-                      "were not used", stacklevel=3)
+        warnings.warn(f"{mat}: {skipped} images have no visible joint and were not used", stacklevel=3)
     return out
 
 

@@ -17,3 +17,14 @@ def data_dir() -> str:
 
 def splits_dir() -> str:
     return os.path.join(data_dir(), "splits")
+
+
+def results_dir() -> str:
+    """$KPSEMI_RESULTS if set; else `results/` of a source checkout; else `./results`."""
+    env = os.environ.get("KPSEMI_RESULTS")
+    if env:
+        return os.path.abspath(env)
+    repo = os.path.dirname(_PKG)
+    if os.path.exists(os.path.join(repo, "pyproject.toml")):
+        return os.path.join(repo, "results")
+    return os.path.abspath("results")

@@ -30,3 +30,40 @@ def write_table(rows, path_base, columns=None):
         w.writeheader()
         w.writerows(rows)
     return md
+
+
+def notebook_dir(notebook, out_dir=None):
+    """Where a notebook keeps its runs and figures: `out_dir`, or results/<notebook>/."""
+    import os
+    from kpsemi.paths import results_dir
+    d = out_dir or os.path.join(results_dir(), notebook)
+    os.makedirs(d, exist_ok=True)
+    return d
+
+
+def record(metrics, notebook, out_dir=None, preset=None):
+    """The last cell of every notebook: write its key metrics to <notebook dir>/metrics.json (read back by the
+    tests and by `kpsemi reproduce`) and show them as a table. Values must be JSON numbers, strings or dicts."""
+    import json
+    import os
+    from kpsemi import config
+    doc = {"notebook": notebook, "preset": preset or config.preset_name(), "metrics": metrics}
+    path = os.path.join(notebook_dir(notebook, out_dir), "metrics.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(doc, f, indent=1, default=float)
+    os.replace(path + ".tmp", path)
+    flat = [{"metric": k, "value": v} for k, v in metrics.items() if not isinstance(v, dict)]
+    print(f"recorded {len(metrics)} metrics of {notebook} ({doc['preset']} preset) in {path}")
+    try:
+        from IPython.display import Markdown, display
+        display(Markdown(markdown(flat)))
+    except ImportError:
+        print(markdown(flat))
+    return doc
+
+
+def read_record(notebook, out_dir=None):
+    import json
+    import os
+    with open(os.path.join(notebook_dir(notebook, out_dir), "metrics.json")) as f:
+        return json.load(f)

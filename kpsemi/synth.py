@@ -28,6 +28,7 @@ SIZES = {  # name -> (n_train, n_val, n_test, image side)
     "default": (5000, 500, 1000, 256),
 }
 _SPLIT_ID = {"train": 0, "val": 1, "test": 2}
+PATTERNS = ("stripes", "spots", "patches", "solid", "saddle")
 _BG_PALETTE = np.array([[0.35, 0.45, 0.2], [0.55, 0.5, 0.35], [0.45, 0.38, 0.28], [0.6, 0.6, 0.55],
                         [0.25, 0.35, 0.2], [0.75, 0.68, 0.5], [0.4, 0.42, 0.45], [0.3, 0.25, 0.2]])
 
@@ -41,10 +42,13 @@ class SynthConfig:
     seed: int = 0
     animals: tuple = (1, 1)          # min, max annotated animals per image (multi-animal scenes: e.g. (2, 5))
     scale: tuple = (0.4, 0.85)       # animal box side as a fraction of the image side (single animal)
-    p_occluder: float = 0.4
+    p_occluder: float = 0.5
     p_truncate: float = 0.15
-    p_distractor_animal: float = 0.2
-    clutter: tuple = (4, 14)
+    p_distractor_animal: float = 0.4
+    p_random_coat: float = 0.25   # an individual with a random coat colour / pattern
+    p_camouflage: float = 0.25    # background tinted with the animal's coat colour
+    clutter: tuple = (6, 20)
+    version: int = 2              # generator version: a cached set from another version is regenerated
 
     @staticmethod
     def from_size(size="default", seed=0, **kw):
@@ -68,8 +72,10 @@ def _noise(rng, h, w, cells):
     return np.asarray(g.resize((w, h), Image.BICUBIC), dtype=np.float32) / 255.0
 
 
-def _background(rng, s):
+def _background(rng, s, tint=None):
     c = _BG_PALETTE[rng.choice(len(_BG_PALETTE), 3)] * rng.uniform(0.7, 1.2, (3, 1))
+    if tint is not None:  # camouflage: the background takes the animal's coat colour
+        c[rng.integers(2)] = tint * rng.uniform(0.8, 1.15, 3)
     n1, n2 = _noise(rng, s, s, rng.integers(2, 6)), _noise(rng, s, s, rng.integers(8, 32))
     img = c[0] * (1 - n1[..., None]) + c[1] * n1[..., None]
     img = img * (0.75 + 0.5 * n2[..., None])
@@ -125,11 +131,11 @@ def _capsule_polygon(p0, p1, r0, r1, n=8):
 class _Animal:
     """One animal placed in a scene: its projected primitives, keypoints and colours."""
 
-    def __init__(self, rng, species, s, side_px, centre_px, pose=None):
+    def __init__(self, rng, species, s, side_px, centre_px, pose=None, p_random_coat=0.0):
         self.species = species
         sp = A.SPECIES[species]
         self.pose = A.sample_pose(rng) if pose is None else pose
-        jitter = rng.normal(1.0, [0.06, 0.08, 0.07, 0.1, 0.07, 0.12]).clip(0.75, 1.3)
+        jitter = rng.normal(1.0, [0.12, 0.15, 0.15, 0.2, 0.12, 0.25]).clip(0.6, 1.5)
         kp3, self.prims3 = A.build(sp, self.pose, jitter)
         self.R = A.camera(self.pose)
         xy, _ = A.project(np.concatenate([p[1] for p in self.prims3]), self.R, 1.0, np.zeros(2))
@@ -146,10 +152,16 @@ class _Animal:
         u = axis[1] - axis[0]
         self.axis = u / (np.hypot(*u) + 1e-6)
         self.origin = offset
-        col = np.array(sp.colour) * rng.uniform(0.85, 1.1, 3)
+        col = np.array(sp.colour) * rng.uniform(0.8, 1.15, 3)
+        pat_col = np.array(sp.pattern_colour, dtype=np.float32)
+        self.pattern, self.pattern_scale = sp.pattern, sp.pattern_scale * rng.uniform(0.75, 1.35)
+        if rng.random() < p_random_coat:
+            col, pat_col = rng.uniform(0.08, 0.95, 3), rng.uniform(0.0, 1.0, 3).astype(np.float32)
+            self.pattern = PATTERNS[rng.integers(len(PATTERNS))]
+        self.coat = np.clip(col, 0, 1)
         self.palette = np.clip(np.stack([col, np.array(sp.paw_colour), [0.03, 0.03, 0.03],
                                          col * 0.7, [0.1, 0.06, 0.06]]), 0, 1).astype(np.float32)
-        self.pattern_colour = np.array(sp.pattern_colour, dtype=np.float32)
+        self.pattern_colour = pat_col
         self.sp = sp
 
     def raster(self, s):
@@ -186,7 +198,7 @@ class _Animal:
         xx, yy = xx - self.origin[0], yy - self.origin[1]
         u = (xx * self.axis[0] + yy * self.axis[1]) / self.scale
         v = (xx * -self.axis[1] + yy * self.axis[0]) / self.scale
-        ps, pat = self.sp.pattern_scale, self.sp.pattern
+        ps, pat = self.pattern_scale, self.pattern
         n = _noise(rng, h, w, 4)
         if pat == "stripes":
             m = np.sin(2 * np.pi * u / ps + 4 * n) > 0.45
@@ -240,15 +252,14 @@ def render_scene(rng: np.random.Generator, cfg: SynthConfig, poses=None):
 
     poses: optional list of `animal.sample_pose`-like dicts for the annotated animals (tests, figures)."""
     s = cfg.image_size
-    img = _clutter(rng, _background(rng, s), int(rng.integers(*cfg.clutter)))
     who = np.full((s, s), -1, np.int16)      # which animal owns each pixel (-1 none, -2 occluder)
     part = np.zeros((s, s), np.uint8)         # primitive id within that animal
     n_ann = int(rng.integers(cfg.animals[0], cfg.animals[1] + 1))
     multi = cfg.animals[1] > 1
     placed = []
-    if rng.random() < cfg.p_distractor_animal:  # an unannotated animal further back
-        placed.append((None, _Animal(rng, rng.integers(len(A.SPECIES)), s, s * rng.uniform(0.2, 0.4),
-                                     rng.uniform(0.1, 0.9, 2) * s)))
+    if rng.random() < cfg.p_distractor_animal:  # an unannotated animal behind the others
+        placed.append((None, _Animal(rng, rng.integers(len(A.SPECIES)), s, s * rng.uniform(0.2, 0.6),
+                                     rng.uniform(0.1, 0.9, 2) * s, p_random_coat=cfg.p_random_coat)))
     for j in range(n_ann):
         side = s * (rng.uniform(0.18, 0.4) if multi else rng.uniform(*cfg.scale))
         lo, hi = side * 0.5, s - side * 0.5
@@ -259,7 +270,9 @@ def render_scene(rng: np.random.Generator, cfg: SynthConfig, poses=None):
         else:
             centre = rng.uniform(lo, max(lo, hi), 2) if hi > lo else np.full(2, s / 2)
         pose = poses[j] if poses is not None else None
-        placed.append((j, _Animal(rng, rng.integers(len(A.SPECIES)), s, side, centre, pose)))
+        placed.append((j, _Animal(rng, rng.integers(len(A.SPECIES)), s, side, centre, pose, cfg.p_random_coat)))
+    tint = placed[-1][1].coat if rng.random() < cfg.p_camouflage else None
+    img = _clutter(rng, _background(rng, s, tint), int(rng.integers(*cfg.clutter)))
     anns, boxes = [], {}
     for j, an in placed:
         ids = an.raster(s)
@@ -273,7 +286,7 @@ def render_scene(rng: np.random.Generator, cfg: SynthConfig, poses=None):
             boxes[j] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
     for j, an in placed:
         if j is not None and j in boxes and rng.random() < cfg.p_occluder:
-            img = _occluders(rng, img, who, boxes[j], int(rng.integers(1, 3)))
+            img = _occluders(rng, img, who, boxes[j], int(rng.integers(1, 4)))
     for j, an in placed:
         if j is None or j not in boxes:
             continue

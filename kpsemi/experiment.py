@@ -1,0 +1,110 @@
+"""One training run from a config: data + label split -> Trainer -> best checkpoint -> test PCK -> metrics.json.
+
+The Python twin of `python -m kpsemi train` (the notebooks and the reproduction script call this):
+
+    from kpsemi import config, experiment
+    m = experiment.run(config.get("demo", losses=("sup", "sc", "te", "ti"), labeled=0.05), "runs/ours-5")
+    m["test_pck"]
+
+Data: the embedded set (default), a named real dataset, any COCO keypoints files (`DataSpec(train_json=...)`,
+a label fraction then picks the labeled images of the train JSON, the rest become unlabeled, plus an optional
+folder of unlabeled images), or a DeepLabCut project (+ frames sampled from its videos).
+"""
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass
+
+import torch
+
+from kpsemi import coco, config as C, data as D, datasets, dlc, splits
+from kpsemi.evaluate import evaluate
+from kpsemi.records import UserError
+from kpsemi.train import Trainer
+
+
+@dataclass
+class DataSpec:
+    """Where the data comes from; the default is the embedded dataset of the config's synth_size."""
+    train_json: str = None
+    val_json: str = None
+    test_json: str = None
+    image_root: str = None
+    unlabeled_dir: str = None
+    dlc_project: str = None
+    video_frames: int = 500
+
+
+def load_data(cfg, spec=None, progress=True):
+    """(train, val, test) KeypointData and (labeled, unlabeled) index tensors into train."""
+    spec = spec or DataSpec()
+    S = cfg.input_size
+    extra = None
+    if spec.train_json:
+        if not (spec.val_json and spec.test_json):
+            raise UserError("with --train-json also give --val-json and --test-json")
+        parts = [coco.load_coco(p, image_root=spec.image_root) for p in (spec.train_json, spec.val_json,
+                                                                           spec.test_json)]
+        meta = parts[0][0]
+        for (m, _), p in zip(parts[1:], (spec.val_json, spec.test_json)):
+            if m.keypoints != meta.keypoints:
+                raise UserError(f"{p}: keypoints {m.keypoints} differ from the train JSON's {meta.keypoints}")
+        name = "coco-" + os.path.splitext(os.path.basename(spec.train_json))[0]
+        meta.name = name
+        train, val, test = (D.cached(meta, inst, S, progress=progress, desc=f"{name} {s}") for (_, inst), s in
+                            zip(parts, ("train", "val", "test")))
+        if spec.unlabeled_dir:
+            extra = D.cached(meta, coco.image_folder(spec.unlabeled_dir, meta), S, progress=progress,
+                             desc="unlabeled images")
+    elif spec.dlc_project:
+        sets = [dlc.load_split(spec.dlc_project, s, seed=cfg.data_seed) for s in ("train", "val", "test")]
+        meta = sets[0][0]
+        train, val, test = (D.cached(meta, inst, S, progress=progress, desc=f"{meta.name} {s}") for (_, inst), s in
+                            zip(sets, ("train", "val", "test")))
+        frames = []
+        for v in dlc.project_videos(spec.dlc_project):
+            frames += dlc.video_frames(v, meta, spec.video_frames, seed=cfg.data_seed)
+        if spec.unlabeled_dir:
+            frames += coco.image_folder(spec.unlabeled_dir, meta)
+        if frames:
+            extra = D.cached(meta, frames, S, progress=progress, desc="unlabeled frames")
+    else:
+        kw = dict(synth_size=cfg.synth_size, seed=cfg.data_seed)
+        train, val, test = (datasets.load(cfg.dataset, s, S, progress=progress, **kw) for s in ("train", "val", "test"))
+    sp = splits.get(train.meta.name, train.ids)
+    labeled = torch.as_tensor(sp.labeled(cfg.labeled, cfg.split_seed))
+    unlabeled = torch.as_tensor(sp.unlabeled(cfg.labeled, cfg.split_seed, cfg.unlabeled_fraction))
+    if extra is not None:
+        n = len(train)
+        train = D.concat([train, extra.unlabel()])
+        unlabeled = torch.cat([unlabeled, torch.arange(n, n + len(extra))])
+    return train, val, test, labeled, unlabeled
+
+
+def run(cfg, out_dir, spec=None, resume=False, device=None, progress=True, stop_at=None):
+    """Train (or resume) one run and write out_dir/metrics.json; returns the metrics dict."""
+    t0 = time.time()
+    train, val, test, labeled, unlabeled = load_data(cfg, spec, progress)
+    tr = Trainer(cfg, train, val, labeled, unlabeled, out_dir, device=device, progress=progress)
+    if resume and tr.resume() and progress:
+        print(f"resumed {out_dir} at step {tr.step}")
+    tr.fit(stop_at=stop_at)
+    if stop_at is not None and tr.step >= stop_at and tr.step < cfg.max_steps and tr.bad < cfg.patience:
+        return None  # interrupted on purpose (tests): no metrics yet
+    tr.load_best()
+    te = evaluate(tr.model, test, cfg.stride, tr.device, cfg.amp)
+    va = evaluate(tr.model, val, cfg.stride, tr.device, cfg.amp)
+    m = {"val_pck": va["pck"], "test_pck": te["pck"], "metric": te["metric"],
+         "test_per_keypoint": te["per_keypoint"], "test_pixel_error": te["pixel_error"],
+         "steps": tr.step, "best_step": tr.best_step, "seconds": round(tr.seconds, 1),
+         "train_seconds_per_step": round(tr.seconds / max(1, tr.step), 4),
+         "data_wait_share": round(tr.data_seconds / max(1e-9, tr.seconds), 4),
+         "wall_seconds": round(time.time() - t0, 1), "dataset": train.meta.name, "losses": list(cfg.losses),
+         "labeled": cfg.labeled, "split_seed": cfg.split_seed, "n_labeled": len(labeled),
+         "n_unlabeled": len(unlabeled) if tr.semi else 0, "device": tr.device,
+         "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
+         "config": C.to_dict(cfg)}
+    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+        json.dump(m, f, indent=1)
+    return m

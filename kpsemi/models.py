@@ -1,0 +1,161 @@
+"""KLN (HRNet keypoint localization network) + semantic keypoint representations + KCN (Moskvyak et al. §3.1).
+
+KLN is timm's HRNet used as a pose network: the highest-resolution branch of the last stage (stride 4) gives the
+heatmaps through a 1x1 conv, as in HRNet for pose. For the representations we tap the output of every multi-scale
+subnetwork at that resolution (stage 1, and branch 0 of stages 2, 3, 4: 256 + 3 x 32 = 352 channels for W32, as
+in the paper), upsample if needed, concatenate and apply a 1x1 conv to C = 64 channels -> F. For keypoint i,
+z_i = GMP(F * h_i), and KCN (a tiny MLP shared by all keypoints, < 1,000 parameters) classifies z_i into K types.
+
+Backbones: hrnet_w32 (paper), hrnet_w18_small, and hrnet_tiny / hrnet_mini — narrow, one block per branch — for
+CPU presets. All are the same HighResolutionNet class and the same forward path.
+"""
+import warnings
+
+import timm
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.models.hrnet import HighResolutionNet
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+
+def _small_cfg(w, stem=16, s1=16):
+    def stage(n):
+        return dict(num_modules=1, num_branches=n, block_type="BASIC", num_blocks=(1,) * n,
+                    num_channels=tuple(w * 2 ** i for i in range(n)), fuse_method="SUM")
+    return dict(stem_width=stem, stage1=dict(num_modules=1, num_branches=1, block_type="BASIC", num_blocks=(1,),
+                                             num_channels=(s1,), fuse_method="SUM"),
+                stage2=stage(2), stage3=stage(3), stage4=stage(4))
+
+
+SMALL = {"hrnet_tiny": _small_cfg(8), "hrnet_mini": _small_cfg(16, stem=32, s1=32)}
+
+
+def make_backbone(name, pretrained=False):
+    """A timm HighResolutionNet; ImageNet weights for timm's own variants when they can be downloaded."""
+    if name in SMALL:
+        return HighResolutionNet(SMALL[name], head="")
+    if pretrained:
+        try:
+            return timm.create_model(name, pretrained=True)
+        except Exception as e:  # offline, hub unreachable, no weights for this variant
+            warnings.warn(f"ImageNet weights for {name} could not be loaded ({type(e).__name__}: {e}); training "
+                          "from random initialisation", stacklevel=2)
+    return timm.create_model(name, pretrained=False)
+
+
+class KLN(nn.Module):
+    """Heatmaps (B, K, H/4, W/4) and intermediate features F (B, C, H/4, W/4) from images (B, 3, H, W) in [0, 1]."""
+
+    def __init__(self, num_keypoints, backbone="hrnet_w32", pretrained=False, embed_dim=64):
+        super().__init__()
+        self.net = make_backbone(backbone, pretrained)
+        for name in ("incre_modules", "downsamp_modules", "final_layer", "classifier"):  # classification head
+            if isinstance(getattr(self.net, name, None), nn.Module):
+                setattr(self.net, name, None)
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
+        with torch.no_grad():
+            taps = self._taps(torch.zeros(1, 3, 64, 64))
+        ch = [t.shape[1] for t in taps]
+        self.head = nn.Conv2d(ch[-1], num_keypoints, 1)         # heatmaps from the last stage's branch 0
+        self.embed = nn.Conv2d(sum(ch), embed_dim, 1)          # 352 -> 64 for W32
+        nn.init.normal_(self.head.weight, std=0.001)           # as HRNet's pose head: start from flat heatmaps
+        nn.init.zeros_(self.head.bias)
+        self.tap_channels = ch
+
+    def _taps(self, x):
+        n = self.net
+        x = n.act1(n.bn1(n.conv1(x)))
+        x = n.act2(n.bn2(n.conv2(x)))
+        x = n.layer1(x)
+        taps = [x]
+        xl = [t(x) for t in n.transition1]
+        yl = n.stage2(xl)
+        taps.append(yl[0])
+        xl = [t(yl[-1]) if not isinstance(t, nn.Identity) else yl[i] for i, t in enumerate(n.transition2)]
+        yl = n.stage3(xl)
+        taps.append(yl[0])
+        xl = [t(yl[-1]) if not isinstance(t, nn.Identity) else yl[i] for i, t in enumerate(n.transition3)]
+        yl = n.stage4(xl)
+        taps.append(yl[0])
+        return taps
+
+    def forward(self, images):
+        taps = self._taps((images - self.mean) / self.std)
+        size = taps[-1].shape[-2:]
+        feats = torch.cat([t if t.shape[-2:] == size else F.interpolate(t, size=size, mode="bilinear",
+                                                                          align_corners=False) for t in taps], 1)
+        return {"heatmaps": self.head(taps[-1]), "features": self.embed(feats)}
+
+
+class _MaskedGMP(torch.autograd.Function):
+    """max over pixels of F(c, p) * h_k(p), computed in cache-sized chunks of samples and never kept whole.
+
+    The gradient of a max flows through its argmax only, so backward needs the argmax indices (B, K, C) and two
+    gathers/scatters; memory stays O(B * (C + K) * P) instead of O(B * K * C * P)."""
+
+    @staticmethod
+    def forward(ctx, feats, hms, chunk):                        # (B, C, P), (B, K, P)
+        vals, idx = zip(*[(feats[b:b + chunk, None] * hms[b:b + chunk, :, None]).max(-1)
+                          for b in range(0, feats.shape[0], chunk)])               # (b, K, C) each
+        idx = torch.cat(idx)
+        ctx.save_for_backward(feats, hms, idx)
+        return torch.cat(vals)
+
+    @staticmethod
+    def backward(ctx, g):                                       # g: (B, K, C)
+        feats, hms, idx = ctx.saved_tensors
+        idx_c = idx.transpose(1, 2)                             # (B, C, K)
+        f_at = feats.gather(2, idx_c).transpose(1, 2)           # F(c, argmax) as (B, K, C)
+        h_at = hms.gather(2, idx)                               # h_k(argmax)  as (B, K, C)
+        gf = torch.zeros_like(feats).scatter_add_(2, idx_c, (g * h_at).transpose(1, 2).to(feats.dtype))
+        gh = torch.zeros_like(hms).scatter_add_(2, idx, (g * f_at).to(hms.dtype))
+        return gf, gh, None
+
+
+def keypoint_embeddings(features, heatmaps, chunk_elems=2 ** 20):
+    """z_i = GMP(F * h_i): features (B, C, h, w), heatmaps (B, K, h, w) -> (B, K, C).
+
+    Samples are processed in chunks whose (b, K, C, h*w) product has about `chunk_elems` elements."""
+    B, C, h, w = features.shape
+    K = heatmaps.shape[1]
+    chunk = max(1, chunk_elems // max(1, K * C * h * w))
+    dt = torch.promote_types(features.dtype, heatmaps.dtype)
+    return _MaskedGMP.apply(features.reshape(B, C, h * w).to(dt), heatmaps.flatten(2).to(dt), chunk)
+
+
+def kcn_hidden(num_keypoints, embed_dim=64, budget=1000):
+    """Largest hidden width keeping the KCN below `budget` parameters."""
+    return max(2, (budget - 1 - num_keypoints) // (embed_dim + 1 + num_keypoints))
+
+
+class KCN(nn.Module):
+    """Keypoint classification network phi: an input and an output layer, shared by all keypoints."""
+
+    def __init__(self, num_keypoints, embed_dim=64, hidden=None):
+        super().__init__()
+        hidden = hidden or kcn_hidden(num_keypoints, embed_dim)
+        self.net = nn.Sequential(nn.Linear(embed_dim, hidden), nn.ReLU(), nn.Linear(hidden, num_keypoints))
+
+    def forward(self, z):                                                       # (.., C) -> (.., K)
+        return self.net(z)
+
+
+class KeypointModel(nn.Module):
+    """KLN + KCN: what the trainer optimises and checkpoints."""
+
+    def __init__(self, num_keypoints, backbone="hrnet_w32", pretrained=False, embed_dim=64):
+        super().__init__()
+        self.kln = KLN(num_keypoints, backbone, pretrained, embed_dim)
+        self.kcn = KCN(num_keypoints, embed_dim)
+        self.num_keypoints = num_keypoints
+
+    def forward(self, images):
+        return self.kln(images)
+
+
+def count_parameters(m):
+    return sum(p.numel() for p in m.parameters())
