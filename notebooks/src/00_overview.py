@@ -1,0 +1,79 @@
+# %% [markdown]
+# # 00 · Overview and a quick run
+#
+# **Semi-supervised keypoint localization** (Moskvyak et al., ICLR 2021) trains a keypoint detector from a *few
+# labeled* images and *many unlabeled* ones. A keypoint localization network (KLN, an HRNet) predicts one heatmap
+# per keypoint. Besides the supervised heatmap loss on labeled images, three unsupervised constraints use every
+# image:
+#
+# - **SC, semantic consistency** — the features under keypoint *i*'s heatmap, *z_i*, must be classifiable as
+#   keypoint *i* by a tiny keypoint classification network (KCN);
+# - **TE, transformation equivariance** — heatmaps move with the image: f(g(x)) = g(f(x)) for a perspective warp g;
+# - **TI, transformation invariance** — the representations *z* do not change under g.
+#
+# This notebook runs the whole pipeline once on the kit's **embedded dataset** (rendered animals, generated
+# offline): a supervised model and the full method, both with 5 % of the labels, and a supervised model with
+# all labels. The later notebooks take each piece apart.
+
+# %% tags=["parameters"]
+preset = None         # "smoke" | "demo" | "paper"; None: $KPSEMI_PRESET, else "demo"
+labeled = 0.05        # labeled fraction for the two 5 % runs
+split_seed = 0
+out_dir = None        # None: results/00_overview/
+
+# %%
+import matplotlib.pyplot as plt
+
+from kpsemi import config, datasets, draw, evaluate, experiment, report, train
+
+cfg = config.get(preset)
+out = report.notebook_dir("00_overview", out_dir)
+print(f"preset {cfg.preset}: {cfg.backbone} at {cfg.input_size} px, up to {cfg.max_steps} steps; results in {out}")
+
+# %% [markdown]
+# ## The data
+# Each training sample is a crop around one animal, resized to the network input. Filled dots are visible
+# keypoints, hollow ones are labeled but hidden (self-occlusion, occluders); the skeleton joins them.
+
+# %%
+test = datasets.load("synthetic", "test", cfg.input_size, synth_size=cfg.synth_size, progress=False)
+print(len(test), "test crops;", test.meta.num_keypoints, "keypoints:", ", ".join(test.meta.keypoints))
+fig = draw.grid(test, range(6), cols=6, title="embedded dataset: test crops with ground truth")
+plt.show()
+
+# %% [markdown]
+# ## Three runs
+# `experiment.run` trains one configuration and returns its metrics (PCK@0.1 in percent: a keypoint is correct
+# when it lies within 0.1 x the longer box side of the truth). The same call is behind `python -m kpsemi train`.
+
+# %%
+runs = {
+    "supervised 5%": config.get(cfg.preset, losses=("sup",), labeled=labeled, split_seed=split_seed),
+    "SC+TE+TI 5%": config.get(cfg.preset, losses=("sup", "sc", "te", "ti"), labeled=labeled,
+                              split_seed=split_seed),
+    "supervised 100%": config.get(cfg.preset, losses=("sup",), labeled=1.0),
+}
+results = {name: experiment.run(c, f"{out}/{name.replace(' ', '_').replace('%', '')}", progress=False)
+           for name, c in runs.items()}
+print(report.markdown([{"run": n, "test PCK@0.1": round(m["test_pck"], 2), "val PCK@0.1": round(m["val_pck"], 2),
+                        "steps": m["steps"], "seconds": round(m["seconds"])} for n, m in results.items()]))
+
+# %% [markdown]
+# ## What the two 5 % models predict
+# Crosses are predictions on the same test crops.
+
+# %%
+fig, axes = plt.subplots(2, 6, figsize=(13, 4.6))
+for row, name in zip(axes, ["supervised 5%", "SC+TE+TI 5%"]):
+    model, c, _ = train.load_model(f"{out}/{name.replace(' ', '_').replace('%', '')}/best.pt")
+    pred, _ = evaluate.predict(model, test.subset(range(6)), c["stride"])
+    for i, ax in enumerate(row):
+        draw.keypoints(ax, test[i]["image"], pred[i], test.meta, title=name if i == 0 else None)
+plt.tight_layout()
+plt.show()
+
+# %%
+lo, ours, hi = (results[n]["test_pck"] for n in runs)
+report.record({"test_pck_supervised_5": lo, "test_pck_ours_5": ours, "test_pck_supervised_100": hi,
+               "gap_closed_percent": 100 * (ours - lo) / (hi - lo) if hi != lo else 0.0},
+              "00_overview", out_dir, cfg.preset)
