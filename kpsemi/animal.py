@@ -181,7 +181,7 @@ def build(sp: Species, pose: dict, jitter: np.ndarray):
             knee = top + sp.leg_up * lg * np.array([np.sin(up_a), -np.cos(up_a), 0.0])
             low_a = up_a - bend if name == "front" else up_a + 0.6 * bend
             paw = knee + sp.leg_low * lg * np.array([np.sin(low_a), -np.cos(low_a), 0.0])
-            r = sp.leg_r * rb
+            r = 1.2 * sp.leg_r * rb
             prims.append(("capsule", np.stack([top, knee]), np.array([1.35 * r, r]), COAT,
                           (f"{side}_{name}_knee",)))
             prims.append(("capsule", np.stack([knee, paw]), np.array([r, 0.8 * r]), COAT,
@@ -196,7 +196,7 @@ def build(sp: Species, pose: dict, jitter: np.ndarray):
     for i, da in enumerate(pose["tail"]):
         a -= da
         q = p + seg * np.array([np.cos(a), np.sin(a), 0.0])
-        r0 = sp.tail_r * (1.0 - 0.15 * i)
+        r0 = 1.6 * sp.tail_r * (1.0 - 0.15 * i)
         owners = ("tail_base",) if i == 0 else (("tail_tip",) if i == len(pose["tail"]) - 1 else ())
         prims.append(("capsule", np.stack([p, q]), np.array([r0, 0.85 * r0]), COAT, owners))
         p = q

@@ -4,6 +4,7 @@
     python -m kpsemi train --preset P --losses sup,sc,te,ti --labeled 0.05 --split-seed 0 --out DIR
         [--data synthetic | --train-json F --val-json F --test-json F [--unlabeled-dir D] | --dlc PROJECT]
         [--unlabeled-fraction F] [--no-gt-in-unsup] [--weights sup=1e3,sc=0.5,te=1e2,ti=1e2] [--resume]
+    python -m kpsemi reproduce --table {1,2,3,4,fig3} --preset P [--datasets ...] [--seeds ...] --out DIR
     python -m kpsemi data synth --out DIR [--size default|smoke|N] [--seed N] [--workers N]
     python -m kpsemi data preview [--dataset synthetic] [--out DIR]
     python -m kpsemi data splits [--dataset synthetic]
@@ -121,6 +122,33 @@ def _train(args):
           f"{args.out}/metrics.json")
 
 
+def _add_reproduce(sub):
+    r = sub.add_parser("reproduce", help="regenerate a paper table over a grid of runs (papermill)")
+    r.add_argument("--table", required=True, choices=["1", "2", "3", "4", "fig3"])
+    r.add_argument("--preset", default=None)
+    r.add_argument("--datasets", default="synthetic", help="comma list: synthetic, lsp, mpii, cub, atrw")
+    r.add_argument("--seeds", default="0", help="comma list of split seeds (the paper uses 0,1,2 for Table 1)")
+    r.add_argument("--fractions", default=None, help="comma list of labeled fractions (default: the paper's)")
+    r.add_argument("--out", default=os.path.join("results", "reproduce"))
+
+
+def _reproduce(args):
+    from kpsemi import config, reproduce
+    preset = config.get(args.preset).preset
+
+    def floats(s, kind):
+        try:
+            return tuple(kind(x) for x in s.split(",") if x.strip())
+        except ValueError:
+            raise UserError(f"not a comma list of numbers: {s!r}") from None
+
+    md = reproduce.main(args.table, preset, tuple(d.strip() for d in args.datasets.split(",")),
+                        floats(args.seeds, int), floats(args.fractions, float) if args.fractions else None,
+                        os.path.join(args.out, f"table{args.table}"))
+    print(md)
+    print(f"\n(table{args.table}.md/.csv and the executed notebooks are in {args.out}/table{args.table}/)")
+
+
 def preview(cfg, out):
     """Write preview.png and summary.md/csv for the dataset of `cfg`; returns the Markdown table."""
     import matplotlib
@@ -156,6 +184,7 @@ def main(argv=None):
     q.add_argument("--out", default=os.path.join("results", "quickstart"))
     _add_data(sub)
     _add_train(sub)
+    _add_reproduce(sub)
     args = ap.parse_args(argv)
     t0 = time.time()
     try:
@@ -163,6 +192,8 @@ def main(argv=None):
             _data(args)
         elif args.cmd == "train":
             _train(args)
+        elif args.cmd == "reproduce":
+            _reproduce(args)
         elif args.cmd == "quickstart":
             from kpsemi import config, quickstart
             cfg = config.get(args.preset)

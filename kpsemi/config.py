@@ -87,3 +87,8 @@ def get(preset=None, **overrides):
 def to_dict(cfg):
     d = asdict(cfg)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def by_preset(preset, **choices):
+    """Pick a notebook's per-preset setting: by_preset(cfg.preset, smoke=..., demo=..., paper=...)."""
+    return choices[preset]

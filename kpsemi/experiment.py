@@ -85,6 +85,8 @@ def load_data(cfg, spec=None, progress=True):
 def run(cfg, out_dir, spec=None, resume=False, device=None, progress=True, stop_at=None):
     """Train (or resume) one run and write out_dir/metrics.json; returns the metrics dict."""
     t0 = time.time()
+    if not resume and os.path.exists(os.path.join(out_dir, "last.pt")):
+        raise UserError(f"{out_dir} already holds a run (last.pt); resume it (--resume) or choose another --out")
     train, val, test, labeled, unlabeled = load_data(cfg, spec, progress)
     tr = Trainer(cfg, train, val, labeled, unlabeled, out_dir, device=device, progress=progress)
     if resume and tr.resume() and progress:
@@ -108,3 +110,34 @@ def run(cfg, out_dir, spec=None, resume=False, device=None, progress=True, stop_
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
         json.dump(m, f, indent=1)
     return m
+
+
+def run_or_load(cfg, out_dir, spec=None, progress=True):
+    """The metrics of `out_dir` if it holds a finished run of this very config, else train (resuming a partial
+    run). A finished run of another config is an error, never silently reused or overwritten."""
+    path = os.path.join(out_dir, "metrics.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            m = json.load(f)
+        if m.get("config") != json.loads(json.dumps(C.to_dict(cfg))):
+            diff = sorted(k for k, v in C.to_dict(cfg).items() if m.get("config", {}).get(k) != v)
+            raise UserError(f"{out_dir} holds a finished run with another config (differs in {', '.join(diff)}); "
+                            "delete it or choose another folder")
+        return m
+    return run(cfg, out_dir, spec, resume=True, progress=progress)
+
+
+def run_dir(cfg, spec=None):
+    """A folder under results/runs/ named by the run's configuration, so notebooks share identical runs."""
+    import hashlib
+    from kpsemi.paths import results_dir
+    key = json.dumps({"cfg": C.to_dict(cfg), "spec": vars(spec) if spec else None}, sort_keys=True)
+    h = hashlib.sha1(key.encode()).hexdigest()[:10]
+    name = f"{cfg.dataset}-{'+'.join(cfg.losses)}-{cfg.labeled:g}-s{cfg.split_seed}-{cfg.preset}-{h}"
+    return os.path.join(results_dir(), "runs", name)
+
+
+def cached(cfg, spec=None, progress=False):
+    """`run_or_load` in the shared results/runs/ folder of this configuration: (metrics, run folder)."""
+    d = run_dir(cfg, spec)
+    return run_or_load(cfg, d, spec, progress), d

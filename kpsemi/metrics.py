@@ -55,3 +55,18 @@ def pck(pred, gt, norm, alpha=0.1):
 def pckh(pred, gt, head_box, alpha=0.5):
     """PCKh@alpha with head boxes (N, 4) x1y1x2y2."""
     return pck(pred, gt, head_norm(head_box), alpha)
+
+
+def swap_rate(pred, gt, flip_pairs):
+    """Left/right confusion in percent: over labeled keypoints of the (left, right) pairs whose twins are both
+    labeled, how often the prediction lies closer to the twin's ground truth than to its own."""
+    pred, gt = torch.as_tensor(pred, dtype=torch.float64), torch.as_tensor(gt, dtype=torch.float64)
+    n, bad = 0, 0
+    for a, b in flip_pairs:
+        both = (gt[:, a, 2] > 0) & (gt[:, b, 2] > 0)
+        for i, j in ((a, b), (b, a)):
+            own = (pred[both, i] - gt[both, i, :2]).norm(dim=-1)
+            twin = (pred[both, i] - gt[both, j, :2]).norm(dim=-1)
+            bad += int((twin < own).sum())
+            n += int(both.sum())
+    return 100.0 * bad / n if n else float("nan")

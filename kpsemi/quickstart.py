@@ -6,7 +6,6 @@ Trains (or reuses, if its metrics.json exists) supervised at 5 % labels, the ful
 labels, and supervised at 100 % labels, then writes results.md/csv (test and validation PCK@0.1, gap closed),
 results.png (bars) and predictions.png (the two 5 % models on the same test crops).
 """
-import json
 import os
 
 from kpsemi import config, report
@@ -28,14 +27,9 @@ def run(preset=None, out=os.path.join("results", "quickstart"), progress=True):
     rows, metrics = [], {}
     for name, losses, lab in RUNS:
         d = _dir(out, name)
-        path = os.path.join(d, "metrics.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                m = json.load(f)
-        else:
-            if progress:
-                print(f"training {name} ({cfg0.preset} preset) ...", flush=True)
-            m = experiment.run(config.get(cfg0.preset, losses=losses, labeled=lab), d, progress=progress)
+        if progress and not os.path.exists(os.path.join(d, "metrics.json")):
+            print(f"training {name} ({cfg0.preset} preset) ...", flush=True)
+        m = experiment.run_or_load(config.get(cfg0.preset, losses=losses, labeled=lab), d, progress=progress)
         metrics[name] = m
         rows.append({"method": name, "labeled": f"{lab:.0%}", f"test {m['metric']}": round(m["test_pck"], 2),
                      f"val {m['metric']}": round(m["val_pck"], 2), "steps": m["steps"],

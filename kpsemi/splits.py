@@ -34,10 +34,12 @@ def make(ids, seeds=SEEDS, fractions=FRACTIONS, unlabeled_fractions=UNLABELED_FR
     """The split document for training ids (list of str)."""
     ids = [str(i) for i in ids]
     n = len(ids)
-    doc = {"n_train": n, "digest": _digest(ids), "labeled": {}, "unlabeled": {}, "base_fraction": base_fraction}
+    doc = {"n_train": n, "digest": _digest(ids), "labeled": {}, "unlabeled": {}, "base_fraction": base_fraction,
+           "order": {}}
     for s in seeds:
         perm = np.random.default_rng([1234, s]).permutation(n)
         order = [ids[i] for i in perm]
+        doc["order"][str(s)] = order
         for f in fractions:
             doc["labeled"].setdefault(_key(f), {})[str(s)] = order[:max(1, round(f * n))]
         nl = max(1, round(base_fraction * n))
@@ -55,13 +57,15 @@ class Splits:
         self.index = {i: k for k, i in enumerate(self.ids)}
 
     def labeled(self, fraction, seed=0):
-        """Indices (into the training set) of the labeled subset."""
-        try:
-            sel = self.doc["labeled"][_key(fraction)][str(seed)]
-        except KeyError:
-            raise DataError(f"no split for labeled fraction {fraction} seed {seed}; available fractions "
-                            f"{sorted(self.doc['labeled'])}, seeds {sorted(next(iter(self.doc['labeled'].values())))}"
-                            ) from None
+        """Indices (into the training set) of the labeled subset: the written list for the standard fractions,
+        else the first max(1, round(fraction * n)) ids of the seed's order (the same nesting)."""
+        sel = self.doc["labeled"].get(_key(fraction), {}).get(str(seed))
+        if sel is None:
+            order = self.doc.get("order", {}).get(str(seed))
+            if order is None or not 0 < fraction <= 1:
+                raise DataError(f"no split for labeled fraction {fraction} seed {seed}; fractions in (0, 1], seeds "
+                                f"{sorted(self.doc.get('order', {}))}")
+            sel = order[:max(1, round(fraction * len(order)))]
         return np.array([self.index[i] for i in sel], dtype=np.int64)
 
     def unlabeled(self, fraction, seed=0, pool_fraction=1.0):

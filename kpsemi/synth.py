@@ -48,7 +48,7 @@ class SynthConfig:
     p_random_coat: float = 0.25   # an individual with a random coat colour / pattern
     p_camouflage: float = 0.25    # background tinted with the animal's coat colour
     clutter: tuple = (6, 20)
-    version: int = 2              # generator version: a cached set from another version is regenerated
+    version: int = 3              # generator version: a cached set from another version is regenerated
 
     @staticmethod
     def from_size(size="default", seed=0, **kw):
@@ -146,7 +146,8 @@ class _Animal:
         self.prims = []
         for kind, pts, radii, cls, owners in self.prims3:
             p2, depth = A.project(pts, self.R, self.scale, offset)
-            self.prims.append((kind, p2, radii * self.scale, cls, owners, float(depth.mean())))
+            # (kind, 2-D points, radii px, colour class, owned keypoints, depth, lateral position in the animal)
+            self.prims.append((kind, p2, radii * self.scale, cls, owners, float(depth.mean()), float(pts[:, 2].mean())))
         self.prims.sort(key=lambda p: p[5])
         axis, _ = A.project(np.array([[-0.5, 0, 0], [0.5, 0, 0]]), self.R, 1.0, np.zeros(2))
         u = axis[1] - axis[0]
@@ -168,7 +169,7 @@ class _Animal:
         """Part-id buffer (s, s) uint8 (0 = background, i + 1 = primitive i in drawing order)."""
         ids = Image.new("L", (s, s), 0)
         d = ImageDraw.Draw(ids)
-        for i, (kind, p, r, _, _, _) in enumerate(self.prims):
+        for i, (kind, p, r, *_) in enumerate(self.prims):
             if kind == "capsule":
                 d.polygon(_capsule_polygon(p[0], p[1], r[0], r[1]), fill=i + 1)
             elif kind == "sphere":
@@ -191,7 +192,10 @@ class _Animal:
         h, w = ids.shape
         depth = np.array([0.0] + [p[5] for p in self.prims])
         dn = (depth - depth[1:].min()) / (np.ptp(depth[1:]) + 1e-6)
-        shade = (0.6 + 0.4 * dn).astype(np.float32)[ids][..., None]
+        # the flank facing the camera is lit, the far one in shadow: a cue for left vs right
+        near = np.sign(self.R[2, 2]) * np.array([0.0] + [p[6] for p in self.prims])
+        side = np.where(near > 0.02, 1.0, np.where(near < -0.02, 0.55, 0.85))
+        shade = (side * (0.85 + 0.15 * dn)).astype(np.float32)[ids][..., None]
         cls = np.array([0] + [p[3] for p in self.prims])[ids]
         rgb = self.palette[cls] * shade
         yy, xx = np.mgrid[y0:y1, x0:x1].astype(np.float32)
@@ -376,19 +380,38 @@ class _Serial:
 
 
 def ensure(size="default", seed=0, root=None, progress=True, **kw) -> str:
-    """Directory of the cached embedded dataset for (size, seed), generating it on first use."""
+    """Directory of the cached embedded dataset for (size, seed), generating it on first use.
+
+    The folder name carries the generator version; generation holds a lock and renders into a temporary folder
+    that is renamed into place, so concurrent callers never see (or write) a half-finished set."""
+    import fcntl
+    import shutil
     from kpsemi.paths import data_dir
     cfg = SynthConfig.from_size(size, seed, **kw)
-    tag = f"synthetic-{size}-s{seed}" + ("" if not kw else "-" + "-".join(f"{k}{v}" for k, v in sorted(kw.items())))
+    tag = f"synthetic-{size}-s{seed}-v{cfg.version}" + ("" if not kw else "-" + "-".join(
+        f"{k}{v}" for k, v in sorted(kw.items())))
     out = os.path.join(root or data_dir(), tag.replace(" ", "").replace(",", "_").replace("(", "").replace(")", ""))
-    stamp = os.path.join(out, "config.json")
-    if os.path.exists(stamp):
-        with open(stamp) as f:
-            if json.load(f) == json.loads(json.dumps(asdict(cfg))):
-                return out
-    stats = write_coco(cfg, out, progress=progress)
-    with open(stamp, "w") as f:
-        json.dump(asdict(cfg), f)
-    if progress:
-        print(f"embedded dataset written to {out}: {stats['images']} images, {stats['images_per_s']:.0f} images/s")
+    want = json.loads(json.dumps(asdict(cfg)))
+
+    def done():
+        stamp = os.path.join(out, "config.json")
+        return os.path.exists(stamp) and json.load(open(stamp)) == want
+
+    if done():
+        return out
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)          # another process may be generating it right now
+        if not done():
+            tmp = f"{out}.tmp-{os.getpid()}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            stats = write_coco(cfg, tmp, progress=progress)
+            with open(os.path.join(tmp, "config.json"), "w") as f:
+                json.dump(want, f)
+            if os.path.exists(out):
+                shutil.rmtree(out)
+            os.replace(tmp, out)
+            if progress:
+                print(f"embedded dataset written to {out}: {stats['images']} images, "
+                      f"{stats['images_per_s']:.0f} images/s")
     return out

@@ -31,3 +31,11 @@ def test_pckh_head_size_is_06_diagonal():
     r = metrics.pckh(pred, gt, head, alpha=0.5)
     assert r.per_keypoint == [100.0, 0.0]
     assert math.isclose(metrics.head_norm(head).item(), 30.0)
+
+
+def test_swap_rate_by_hand():
+    from kpsemi.metrics import swap_rate
+    gt = torch.tensor([[[0.0, 0, 2], [10, 0, 2]], [[0.0, 0, 2], [10, 0, 2]]])
+    pred = torch.tensor([[[1.0, 0], [9, 0]],        # both right
+                         [[8.0, 0], [9, 0]]])       # left predicted near the right twin
+    assert swap_rate(pred, gt, [(0, 1)]) == 100 * 1 / 4

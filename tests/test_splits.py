@@ -27,6 +27,10 @@ def test_nested_seeded_and_sized():
     assert pools[0] <= pools[1] <= pools[2] <= pools[3]
     with pytest.raises(DataError):
         s.unlabeled(0.2, 0, 0.5)
+    # other fractions follow the same seeded order (nested with the standard ones)
+    assert len(s.labeled(0.01, 0)) == 10 and set(s.labeled(0.01, 0).tolist()) <= set(s.labeled(0.05, 0).tolist())
+    with pytest.raises(DataError):
+        s.labeled(0.1, 7)
 
 
 def test_written_once_and_mismatch_is_an_error(tmp_path, monkeypatch):

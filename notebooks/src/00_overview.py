@@ -43,8 +43,9 @@ plt.show()
 
 # %% [markdown]
 # ## Three runs
-# `experiment.run` trains one configuration and returns its metrics (PCK@0.1 in percent: a keypoint is correct
-# when it lies within 0.1 x the longer box side of the truth). The same call is behind `python -m kpsemi train`.
+# `experiment.run_or_load` trains one configuration (or reads back a finished run of the same configuration) and
+# returns its metrics: PCK@0.1 in percent, where a keypoint is correct when it lies within 0.1 x the longer box
+# side of the truth. `python -m kpsemi train` makes the same call.
 
 # %%
 runs = {
@@ -53,7 +54,7 @@ runs = {
                               split_seed=split_seed),
     "supervised 100%": config.get(cfg.preset, losses=("sup",), labeled=1.0),
 }
-results = {name: experiment.run(c, f"{out}/{name.replace(' ', '_').replace('%', '')}", progress=False)
+results = {name: experiment.run_or_load(c, f"{out}/{name.replace(' ', '_').replace('%', '')}", progress=False)
            for name, c in runs.items()}
 print(report.markdown([{"run": n, "test PCK@0.1": round(m["test_pck"], 2), "val PCK@0.1": round(m["val_pck"], 2),
                         "steps": m["steps"], "seconds": round(m["seconds"])} for n, m in results.items()]))

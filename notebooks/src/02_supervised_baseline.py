@@ -1,0 +1,85 @@
+# %% [markdown]
+# # 02 · The supervised baseline, and how it degrades with fewer labels
+#
+# The keypoint localization network (KLN) is an HRNet: it keeps a high-resolution branch through the whole
+# network and fuses it repeatedly with lower-resolution branches; a 1×1 convolution on the highest-resolution
+# branch (stride 4) gives one heatmap per keypoint. The paper uses HRNet-W32 at 256×256 (the `paper` preset);
+# the CPU presets use a narrow HRNet built by the same timm class, with the same forward path.
+#
+# Supervised training minimises the mean squared error between predicted heatmaps $h$ and Gaussian targets $t$,
+# with unlabeled keypoints masked out:
+# $$\mathcal{L}_{sup} = \frac{1}{NKHW}\sum_{n,i,p} w_{n,i}\,(h_{n,i}(p) - t_{n,i}(p))^2 .$$
+# Augmentation is the usual one for pose: rotation, scale, translation and horizontal flips — a flip must also
+# swap every left keypoint with its right twin.
+#
+# How much does the baseline lose when only a fraction of the training images keep their labels?
+
+# %% tags=["parameters"]
+preset = None         # "smoke" | "demo" | "paper"; None: $KPSEMI_PRESET, else "demo"
+fractions = None      # labeled fractions; None: the preset's choice below
+split_seed = 0
+out_dir = None        # None: results/02_supervised_baseline/
+
+# %%
+import matplotlib.pyplot as plt
+
+from kpsemi import config, datasets, draw, evaluate, experiment, metrics, models, report, train
+
+cfg = config.get(preset)
+fractions = fractions or config.by_preset(cfg.preset, smoke=[0.05, 1.0], demo=[0.05, 0.1, 0.2, 0.5, 1.0],
+                                          paper=[0.05, 0.1, 0.2, 0.5, 1.0])
+out = report.notebook_dir("02_supervised_baseline", out_dir)
+m = models.KeypointModel(16, cfg.backbone, False, cfg.embed_dim)
+print(f"{cfg.backbone}: {models.count_parameters(m.kln):,} parameters; taps {m.kln.tap_channels} channels; "
+      f"input {cfg.input_size} px -> heatmaps {cfg.input_size // cfg.stride} px")
+
+# %% [markdown]
+# ## Supervised runs at each labeled fraction
+# Each run trains on the labeled subset of `data/splits/` only (the unlabeled images are not used), keeps the
+# weights of the best validation PCK and reports test PCK@0.1.
+
+# %%
+results, dirs = {}, {}
+for f in fractions:
+    results[f], dirs[f] = experiment.cached(config.get(cfg.preset, losses=("sup",), labeled=f,
+                                                       split_seed=split_seed))
+    print(f"{f:>5.0%} labeled: test PCK@0.1 {results[f]['test_pck']:.2f}  ({results[f]['steps']} steps, "
+          f"{results[f]['seconds']:.0f} s)")
+fig, ax = plt.subplots(figsize=(5, 3.4))
+ax.plot([100 * f for f in fractions], [results[f]["test_pck"] for f in fractions], "o-")
+ax.set_xscale("log")
+ax.set_xticks([100 * f for f in fractions], [f"{f:.0%}" for f in fractions])
+ax.set_xlabel("labeled training images")
+ax.set_ylabel("test PCK@0.1 (%)")
+ax.set_title("supervised baseline")
+plt.show()
+
+# %% [markdown]
+# ## Which keypoints suffer?
+# Per-keypoint PCK with the fewest and with all labels, and how often a left keypoint is predicted on its right
+# twin (or vice versa): with few labels the network confuses the two sides of the animal — the confusion that
+# semantic consistency (notebook 03) targets.
+
+# %%
+test = datasets.load("synthetic", "test", cfg.input_size, synth_size=cfg.synth_size, progress=False)
+lo, hi = fractions[0], fractions[-1]
+swaps = {}
+for f in (lo, hi):
+    model, c, _ = train.load_model(f"{dirs[f]}/best.pt")
+    pred, _ = evaluate.predict(model, test, c["stride"])
+    swaps[f] = metrics.swap_rate(pred, test.keypoints, test.meta.flip_pairs)
+names = test.meta.keypoints
+fig, ax = plt.subplots(figsize=(11, 3.2))
+for k, f in enumerate((lo, hi)):
+    ax.bar([i + 0.4 * k for i in range(len(names))], [results[f]["test_per_keypoint"][n] for n in names], 0.4,
+           label=f"{f:.0%} labeled (left/right swaps {swaps[f]:.1f} %)")
+ax.set_xticks([i + 0.2 for i in range(len(names))], names, rotation=70, fontsize=7)
+ax.set_ylabel("test PCK@0.1 (%)")
+ax.legend()
+plt.show()
+
+# %%
+report.record({**{f"test_pck_{int(round(100 * f))}": results[f]["test_pck"] for f in fractions},
+               "swap_rate_low": swaps[lo], "swap_rate_high": swaps[hi],
+               "drop_low_vs_high": results[hi]["test_pck"] - results[lo]["test_pck"]},
+              "02_supervised_baseline", out_dir, cfg.preset)

@@ -1,0 +1,115 @@
+# %% [markdown]
+# # 03 · Semantic keypoint representations and the SC loss
+#
+# Heatmaps say *where* a keypoint is, not *what* it is. The paper adds a representation per keypoint:
+# intermediate HRNet features (the output of every multi-scale stage at heatmap resolution; 352 channels for
+# W32) are concatenated and mapped by a 1×1 convolution to C = 64 channels, F ∈ ℝ^{C×H×W}. Masking F with keypoint
+# i's heatmap and taking a global max gives its **semantic keypoint representation**
+# $$z_i = \mathrm{GMP}(F \odot h_i) \in \mathbb{R}^{C}.$$
+# A tiny keypoint classification network φ (KCN: 64 → hidden → K, shared by all keypoints, < 1,000 parameters)
+# must recognise which keypoint each $z_i$ came from. Since the heatmap order is fixed, the labels are free —
+# also on unlabeled images:
+# $$\mathcal{L}_{sc}(x) = -\frac{1}{K}\sum_{i=1}^{K} \log \varphi(z_i)_i .$$
+# The gradient flows into F and, through $h_i$, into the heatmaps: to be recognisable, the heatmap of the left
+# front paw must sit on features that look like a left front paw in every image.
+
+# %% tags=["parameters"]
+preset = None         # "smoke" | "demo" | "paper"; None: $KPSEMI_PRESET, else "demo"
+labeled = 0.05
+split_seed = 0
+out_dir = None        # None: results/03_semantic_consistency/
+
+# %%
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+from kpsemi import config, datasets, draw, evaluate, experiment, metrics, models, report, train
+
+cfg = config.get(preset)
+out = report.notebook_dir("03_semantic_consistency", out_dir)
+kcn = models.KCN(16, cfg.embed_dim)
+print("KCN:", kcn, f"\n{models.count_parameters(kcn)} parameters")
+
+# %% [markdown]
+# ## Supervised vs supervised + SC, same labels, same schedule
+
+# %%
+runs = {"supervised": ("sup",), "sup + SC": ("sup", "sc")}
+res, dirs = {}, {}
+for name, losses in runs.items():
+    res[name], dirs[name] = experiment.cached(config.get(cfg.preset, losses=losses, labeled=labeled,
+                                                         split_seed=split_seed))
+    print(f"{name:12s} test PCK@0.1 {res[name]['test_pck']:.2f}")
+
+# %% [markdown]
+# ## What z_i looks like
+# For one test crop: the predicted heatmap of a keypoint, one channel of F, and their product whose maximum is
+# that channel's entry of $z_i$.
+
+# %%
+test = datasets.load("synthetic", "test", cfg.input_size, synth_size=cfg.synth_size, progress=False)
+model, c, _ = train.load_model(f"{dirs['sup + SC']}/best.pt")
+with torch.no_grad():
+    o = model(test.batch([0])["image"])
+k = test.meta.keypoints.index("left_front_paw")
+F, h = o["features"][0], o["heatmaps"][0, k]
+ch = int((F * h).flatten(1).amax(1).argmax())
+fig, axes = plt.subplots(1, 4, figsize=(12, 3))
+draw.keypoints(axes[0], test[0]["image"], test[0]["keypoints"], test.meta, title="test crop")
+draw.heatmap_overlay(axes[1], test[0]["image"], h.clamp_min(0), title=f"h: {test.meta.keypoints[k]}")
+axes[2].imshow(F[ch], cmap="viridis")
+axes[2].set_title(f"F, channel {ch}")
+axes[3].imshow((F[ch] * h), cmap="viridis")
+axes[3].set_title("F ⊙ h (its max is z_i[ch])")
+for ax in axes[2:]:
+    ax.set_axis_off()
+plt.show()
+
+# %% [markdown]
+# ## Does the KCN recognise the keypoints of *test* images?
+# z_i from the model's own predicted heatmaps on test crops, classified by its KCN (labeled keypoints only).
+# The confusion matrix shows where identity is ambiguous — typically between left and right twins.
+
+# %%
+def kcn_predictions(model, data, batch=128):
+    preds = []
+    with torch.no_grad():
+        for i in range(0, len(data), batch):
+            o = model(data.batch(torch.arange(i, min(i + batch, len(data))))["image"])
+            preds.append(model.kcn(models.keypoint_embeddings(o["features"], o["heatmaps"])).argmax(-1))
+    return torch.cat(preds)                                   # (N, K) predicted keypoint type
+
+
+p = kcn_predictions(model, test)
+K = test.meta.num_keypoints
+lab = test.keypoints[..., 2] > 0
+truth = torch.arange(K).expand_as(p)
+kcn_accuracy = 100 * float((p == truth)[lab].float().mean())
+conf = np.zeros((K, K))
+np.add.at(conf, (truth[lab].numpy(), p[lab].numpy()), 1)
+conf /= conf.sum(1, keepdims=True)
+fig, ax = plt.subplots(figsize=(6, 5))
+ax.imshow(conf, cmap="Blues")
+ax.set_xticks(range(K), test.meta.keypoints, rotation=80, fontsize=6)
+ax.set_yticks(range(K), test.meta.keypoints, fontsize=6)
+ax.set_xlabel("KCN says")
+ax.set_title(f"KCN accuracy on test keypoints: {kcn_accuracy:.1f} %")
+plt.show()
+
+# %% [markdown]
+# ## Left/right swaps of the localisation itself
+
+# %%
+swaps = {}
+for name in runs:
+    mdl, cc, _ = train.load_model(f"{dirs[name]}/best.pt")
+    pred, _ = evaluate.predict(mdl, test, cc["stride"])
+    swaps[name] = metrics.swap_rate(pred, test.keypoints, test.meta.flip_pairs)
+print(report.markdown([{"run": n, "test PCK@0.1": round(res[n]["test_pck"], 2),
+                        "left/right swaps %": round(swaps[n], 2)} for n in runs]))
+
+# %%
+report.record({"test_pck_sup": res["supervised"]["test_pck"], "test_pck_sup_sc": res["sup + SC"]["test_pck"],
+               "kcn_accuracy": kcn_accuracy, "swap_rate_sup": swaps["supervised"],
+               "swap_rate_sup_sc": swaps["sup + SC"]}, "03_semantic_consistency", out_dir, cfg.preset)

@@ -1,0 +1,78 @@
+# %% [markdown]
+# # 04 · Transformation equivariance (TE) vs invariance (TI), and TE vs ELT
+#
+# Heatmaps and representations should react to a transformation of the image in opposite ways.
+#
+# **TE — heatmaps are equivariant.** Warping the image and then localising must equal localising and then
+# warping the heatmaps, for a random perspective warp g(·, s):
+# $$\mathcal{L}_{te} = \mathbb{E}_x\,\| f(g(x, s)) - g(f(x), s) \|^2 .$$
+# **TI — representations are invariant.** The concatenated keypoint representations $z = [z_1, …, z_K]$ of x
+# and of x' = g(x, s) should be the same:
+# $$\mathcal{L}_{ti} = \mathbb{E}_{x,x'}\,\| z - z' \|^2 .$$
+# **ELT** (Honari et al. 2018), the older idea the paper compares with, brings the heatmaps of the warped image
+# back with the *inverse* warp, $\| f(x) - g^{-1}(f(g(x))) \|^2$. Whatever g pushed out of the image cannot come
+# back, so ELT penalises a perfectly equivariant network near the borders; TE applies the same g to both sides
+# and has no such blind spot. For labeled images the unsupervised losses use the ground-truth heatmaps instead of
+# the predictions (paper §4.2), which anchors them early in training.
+
+# %% tags=["parameters"]
+preset = None         # "smoke" | "demo" | "paper"; None: $KPSEMI_PRESET, else "demo"
+labeled = 0.05
+split_seed = 0
+out_dir = None        # None: results/04_equivariance_invariance/
+
+# %%
+import matplotlib.pyplot as plt
+import torch
+
+from kpsemi import config, datasets, draw, experiment, heatmaps, losses, report, warp
+
+cfg = config.get(preset)
+out = report.notebook_dir("04_equivariance_invariance", out_dir)
+
+# %% [markdown]
+# ## TE vs ELT on a picture
+# A perfectly equivariant "network" (its heatmaps are the true Gaussians), and a warp g that shifts the image so
+# that some keypoints leave it. TE is exactly zero; ELT is not, because the inverse warp returns empty heatmaps
+# for the keypoints that left the image.
+
+# %%
+test = datasets.load("synthetic", "test", cfg.input_size, synth_size=cfg.synth_size, progress=False)
+b = test.batch([0])
+S, hs = cfg.input_size, cfg.input_size // cfg.stride
+f_x = heatmaps.render(b["keypoints"], (hs, hs), cfg.stride, cfg.sigma)            # f(x): the true heatmaps
+g = torch.tensor([[[0.8, 0.0, 0.55], [0.0, 0.8, 0.2], [0.0, 0.0, 1.0]]])          # scale + shift right/down
+x_g = warp.warp(b["image"], g)
+f_gx = heatmaps.render(warp.warp_points(b["keypoints"], g, (S, S)), (hs, hs), cfg.stride, cfg.sigma)
+out_te = {"unsup": f_x, "heatmaps_g": f_gx, "H": g}
+te, elt = losses.transformation_equivariance(out_te), losses.equivariant_landmark_transformation(out_te)
+back = warp.warp(f_gx, torch.linalg.inv(g))
+fig, axes = plt.subplots(1, 4, figsize=(13, 3.2))
+draw.heatmap_overlay(axes[0], b["image"][0], f_x[0], title="f(x)")
+draw.heatmap_overlay(axes[1], x_g[0], f_gx[0], title="f(g(x)) = g(f(x)): TE = %.2g" % te)
+draw.heatmap_overlay(axes[2], b["image"][0], back[0], title="g⁻¹(f(g(x))): ELT = %.2g" % elt)
+draw.heatmap_overlay(axes[3], b["image"][0], (f_x - back)[0].abs(), title="what ELT penalises")
+plt.show()
+
+# %% [markdown]
+# ## The losses in training (same labels, same schedule)
+# Supervised; + TE; + TI; + TE + TI; and the ELT baseline in place of TE.
+
+# %%
+runs = {"supervised": ("sup",), "sup + TE": ("sup", "te"), "sup + TI": ("sup", "ti"),
+        "sup + TE + TI": ("sup", "te", "ti"), "sup + ELT": ("sup", "elt")}
+runs = config.by_preset(cfg.preset, smoke=runs, demo=runs, paper=runs)
+res = {n: experiment.cached(config.get(cfg.preset, losses=l, labeled=labeled, split_seed=split_seed))[0]
+       for n, l in runs.items()}
+print(report.markdown([{"run": n, "test PCK@0.1": round(m["test_pck"], 2), "val PCK@0.1": round(m["val_pck"], 2),
+                        "steps": m["steps"]} for n, m in res.items()]))
+fig, ax = plt.subplots(figsize=(6, 2.8))
+ax.barh(list(res), [m["test_pck"] for m in res.values()])
+ax.invert_yaxis()
+ax.set_xlabel("test PCK@0.1 (%)")
+plt.show()
+
+# %%
+report.record({"te_of_equivariant_map": float(te), "elt_of_equivariant_map": float(elt),
+               **{"test_pck_" + n.replace("sup + ", "").replace(" + ", "_").lower(): m["test_pck"]
+                  for n, m in res.items()}}, "04_equivariance_invariance", out_dir, cfg.preset)

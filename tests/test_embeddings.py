@@ -1,0 +1,270 @@
+"""Keypoint embeddings (kpsemi.embeddings) on hand-computable cases, and the t-SNE explorer driven headless."""
+import os
+
+import numpy as np
+import pytest
+import torch
+from plotly.callbacks import Points
+
+from kpsemi import config, datasets, embeddings as E, explorer as X, models
+from kpsemi.data import KeypointData
+from kpsemi.records import Meta, UserError
+
+
+# ---- extraction ---------------------------------------------------------------------------------------------------
+class Stub(torch.nn.Module):
+    """Features (B, 3, 4, 4) = image mean * (1, 2, 3) everywhere, heatmaps 0.5: z = 0.5 * mean * (1, 2, 3)."""
+
+    def __init__(self, k=2):
+        super().__init__()
+        self.num_keypoints = k
+
+    def forward(self, images):                                              # (B, 3, 16, 16)
+        m = images.mean((1, 2, 3))[:, None, None, None]
+        return {"features": m * torch.arange(1.0, 4.0).view(1, 3, 1, 1).expand(-1, -1, 4, 4),
+                "heatmaps": torch.full((images.shape[0], self.num_keypoints, 4, 4), 0.5)}
+
+
+def _tiny():
+    """3 images of 16 px, 2 keypoints at (6, 10) (heatmap cell (2, 1) centre for stride 4); v per image below."""
+    n, S = 3, 16
+    images = torch.stack([torch.full((3, S, S), 51 * i, dtype=torch.uint8) for i in range(1, n + 1)])
+    kp = torch.tensor([[6.0, 10.0, 0.0]]).repeat(n, 2, 1)
+    kp[:, :, 2] = torch.tensor([[2, 1], [2, 2], [0, 2]])
+    return KeypointData(meta=Meta("tiny", ["left_eye", "right_eye"], classes=["cat", "dog"]), images=images,
+                        keypoints=kp, boxes=torch.zeros(n, 4), norm=torch.ones(n), cls=torch.tensor([0, 1, -1]),
+                        attributes=torch.zeros(n, 0, dtype=torch.long), labeled=torch.ones(n, dtype=torch.bool),
+                        transforms=torch.eye(3, dtype=torch.float64).repeat(n, 1, 1), ids=["a", "b", "c"],
+                        files=["", "", ""])
+
+
+def test_extract_keeps_visible_keypoints_and_pools_the_heatmaps():
+    d = _tiny()
+    e = E.extract(Stub(), d, batch_size=2, progress=False)
+    assert e.kind.tolist() == [0, 0, 1, 1] and e.image.tolist() == [0, 1, 1, 2] and e.cls.tolist() == [0, 1, 1, -1]
+    assert np.allclose(e.xy, [[6, 10]] * 4) and e.flip_pairs == [(0, 1)] and e.source == "predicted"
+    means = np.array([0.2, 0.4, 0.4, 0.6])                                   # 51 / 255 * (1, 2, 2, 3)
+    assert np.allclose(e.z, 0.5 * means[:, None] * [1, 2, 3], atol=1e-6)
+    g = E.extract(Stub(), d, source="ground truth", batch_size=1, progress=False)  # Gaussian peak 1 at (2, 1)
+    assert np.allclose(g.z, means[:, None] * [1, 2, 3], atol=1e-6)
+    assert np.array_equal(e.subset([1, 3]).image, [1, 2])
+
+
+def test_extract_errors():
+    with pytest.raises(UserError, match="predicts 3 keypoints but the data has 2"):
+        E.extract(Stub(3), _tiny(), progress=False)
+    with pytest.raises(UserError, match="source must be one of"):
+        E.extract(Stub(), _tiny(), source="gt", progress=False)
+
+
+# ---- metrics ------------------------------------------------------------------------------------------------------
+def test_neighbours_skip_the_query_image():
+    z, image = np.array([[0.0], [1.0], [2.0], [10.0], [11.0]]), np.array([0, 0, 1, 1, 2])
+    assert E.neighbours(z, image, 1).tolist() == [[2], [2], [1], [4], [3]]
+    assert E.neighbours(z, image, 2).tolist() == [[2, 3], [2, 3], [1, 0], [4, 1], [3, 2]]
+    with pytest.raises(UserError, match="k-NN needs"):
+        E.neighbours(z, image, 4)
+
+
+def test_vote_majority_then_nearest():
+    assert E.vote(np.array([[0, 1, 1], [1, 0, 0], [2, 2, 0]]), 3).tolist() == [1, 0, 2]
+    assert E.vote(np.array([[1, 0], [0, 1]]), 3).tolist() == [1, 0]                # 1-1 ties: the nearer
+    assert E.vote(np.array([[0, 1, 2, 1, 0]]), 3).tolist() == [0]                   # 2-2 tie: 0 met first
+
+
+def _emb(kind, names, pairs=()):
+    n = len(kind)
+    return E.Embeddings(z=np.zeros((n, 2), np.float32), kind=np.array(kind), image=np.arange(n),
+                        cls=np.zeros(n, int), xy=np.zeros((n, 2)), names=names, flip_pairs=list(pairs))
+
+
+def test_knn_accuracy_by_hand():
+    r = E.knn_accuracy(_emb([0, 0, 1, 1], ["a", "b"]), np.array([[1], [2], [3], [0]]))
+    assert r["accuracy"] == 50.0 and r["per_type"] == [50.0, 50.0] and r["confusion"].tolist() == [[1, 1], [1, 1]]
+
+
+def test_left_right_confusion_by_hand():
+    e = _emb([0, 1, 2, 1, 2], ["nose", "left_eye", "right_eye"], [(1, 2)])
+    nb = np.array([[1, 2], [2, 3], [1, 0], [1, 0], [1, 2]])   # types: p1 (2, 1), p2 (1, 0), p3 (1, 0), p4 (1, 2)
+    r = E.left_right_confusion(e, nb)
+    assert r["rate"] == 37.5 and r["left_to_right"] == 25.0 and r["right_to_left"] == 50.0
+    assert r["share_of_errors"] == 60.0 and r["points"] == 4
+    with pytest.raises(UserError, match="flip_pairs"):
+        E.left_right_confusion(_emb([0, 1], ["a", "b"]), np.array([[1], [0]]))
+
+
+def test_silhouette_by_hand():
+    s = E.silhouette(np.array([[0.0], [1.0], [10.0], [11.0]]), np.array([0, 0, 1, 1]))
+    assert s == pytest.approx((9.5 / 10.5 + 8.5 / 9.5) / 2)
+    with pytest.raises(UserError, match="silhouette needs"):
+        E.silhouette(np.zeros((3, 2)), np.zeros(3, int))
+
+
+def _clusters(n=20, types=3, seed=0):
+    rng = np.random.default_rng(seed)
+    kind = np.repeat(np.arange(types), n)
+    z = rng.normal(size=(n * types, 64)) + 20 * np.eye(64)[kind]             # type t sits 20 along axis t
+    return E.Embeddings(z=z.astype(np.float32), kind=kind, image=np.tile(np.arange(n), types),
+                        cls=np.zeros(n * types, int), xy=np.zeros((n * types, 2)), names=["a", "left_b", "right_b"],
+                        flip_pairs=[(1, 2)])
+
+
+def test_separated_types_are_recovered_by_knn_tsne_and_silhouette():
+    e = _clusters()
+    a = E.analyse(e, k=3, perplexity=10, max_points=45, progress=False)
+    assert a["knn_accuracy"] == 100.0 and a["left_right"]["rate"] == 0.0 and len(a["idx"]) == 45
+    assert a["silhouette_2d"] > 0.5 and a["silhouette_64d"] > 0.5
+    idx, xy = E.layout(e, perplexity=10, max_points=45)
+    assert np.array_equal(idx, a["idx"]) and np.array_equal(xy, a["xy"])     # seeded: the same map again
+    idx2, _ = E.layout(e, perplexity=10, types=[1, 2])
+    assert set(e.kind[idx2]) == {1, 2} and len(idx2) == 40
+
+
+def test_tsne_perplexity_is_capped_and_checked():
+    assert E.effective_perplexity(30, 10) == 3.0 and E.effective_perplexity(30, 1000) == 30.0
+    assert E.tsne(np.random.default_rng(0).normal(size=(10, 4)), perplexity=30).shape == (10, 2)
+    with pytest.raises(UserError, match="perplexity must be positive"):
+        E.tsne(np.zeros((10, 4)), perplexity=0)
+    with pytest.raises(UserError, match="at least 4 points"):
+        E.tsne(np.zeros((3, 4)))
+
+
+def test_figures_have_one_panel_per_model_and_a_legend():
+    e = _clusters(n=5)
+    fig = E.figure({"a": (e.z[:, :2], e.kind), "b": (e.z[:, 1:3], e.kind)}, e.names)
+    assert len(fig.axes) == 2 and [t.get_text() for t in fig.legends[0].get_texts()] == e.names
+    conf = E.confusion_figure({"a": np.eye(3, dtype=int)}, e.names)
+    assert conf.axes[0].images[0].get_array()[1, 1] == 100.0
+
+
+# ---- explorer -----------------------------------------------------------------------------------------------------
+def test_patch_pads_outside_the_image():
+    img = torch.arange(3 * 8 * 8, dtype=torch.int32).reshape(3, 8, 8)
+    p = X.patch(img, (0.5, 0.5), 4)
+    assert p[:, 2:, 2:].tolist() == img[:, :2, :2].tolist() and int(p[:, :2].abs().sum() + p[:, :, :2].abs().sum()) == 0
+    assert X.patch(img, (5.2, 3.9), 4).tolist() == img[:, 1:5, 3:7].tolist()
+
+
+def _checkpoint(path, seed, data, **cfg_kw):
+    torch.manual_seed(seed)
+    m = models.KeypointModel(data.meta.num_keypoints, "hrnet_tiny", False, 64)
+    meta = {"name": data.meta.name, "keypoints": list(data.meta.keypoints), "skeleton": data.meta.skeleton,
+            "flip_pairs": [list(p) for p in data.meta.flip_pairs], "classes": data.meta.classes,
+            "attributes": data.meta.attributes, "metric": data.meta.metric}
+    meta.update(cfg_kw.pop("meta", {}))
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.save({"model": m.state_dict(), "config": config.to_dict(config.get("smoke", **cfg_kw)), "meta": meta,
+                "step": 0}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_test(tmp_path_factory):
+    from kpsemi import synth
+    synth.ensure("smoke", 0, progress=False)
+    return datasets.load("synthetic", "test", 64, synth_size="smoke", progress=False).subset(range(12))
+
+
+@pytest.fixture(scope="module")
+def ex(small_test, tmp_path_factory):
+    d = tmp_path_factory.mktemp("runs")
+    a = _checkpoint(str(d / "a" / "best.pt"), 0, small_test)
+    _checkpoint(str(d / "b" / "best.pt"), 1, small_test)
+    return X.Explorer({"a": a, "b": str(d / "b")}, small_test, perplexity=20, max_points=60)
+
+
+def test_model_paths(tmp_path):
+    (tmp_path / "r1").mkdir()
+    (tmp_path / "r1" / "best.pt").write_bytes(b"")
+    assert X.model_paths([str(tmp_path / "r1")]) == {"r1": str(tmp_path / "r1" / "best.pt")}
+    with pytest.raises(UserError, match=r"model 'x': no checkpoint at .*nope"):
+        X.model_paths({"x": str(tmp_path / "nope")})
+
+
+def test_explorer_controls_recompute_and_cache(ex, small_test):
+    v = ex.view()
+    assert v["model"] == "a" and v["points"] == 60 and v["types"] == small_test.meta.keypoints
+    assert len(ex.fig.data) == len(np.unique(v["kind"])) and sum(len(t.x) for t in ex.fig.data) == 60
+    xy_a = ex.xy
+    ex.w["model"].value = "b"                                                  # the dropdown's callback
+    assert ex.model_name == "b" and ex.fig.layout.title.text.startswith("b:") and len(ex.cache) == 2
+    assert np.array_equal(ex.idx, ex.cache[("a", 20.0, tuple(range(16)))][0])  # same points, another model
+    ex.w["model"].value = "a"
+    assert ex.xy is xy_a and len(ex.cache) == 2                                # back: from the cache
+    ex.w["types"].value = ("left_eye", "right_eye")
+    assert ex.types == (1, 2) and set(ex.view()["kind"]) <= {1, 2} and [t.name for t in ex.fig.data] == [
+        "left_eye", "right_eye"]
+    ex.w["perplexity"].value = 2
+    assert ex.perplexity == 2.0 and ex.view()["effective_perplexity"] == 2.0 and ("a", 2.0, (1, 2)) in ex.cache
+    ex.set_types(range(16))
+    assert ex.w["types"].value == tuple(small_test.meta.keypoints)   # widgets follow the methods
+    ex.set_perplexity(20)
+    assert ex.xy is xy_a
+
+
+def test_explorer_click_shows_the_keypoint_and_its_heatmap(ex, small_test):
+    ex.select_model("a")
+    tr = max(ex.fig.data, key=lambda t: len(t.x))
+    ex._click(tr, Points(point_inds=[2], xs=[], ys=[], trace_name=tr.name, trace_index=0), None)
+    d, e = ex.detail, ex.emb()
+    row = ex.idx[int(tr.customdata[2])]
+    assert d["point"] == int(tr.customdata[2]) and d["image"] == e.image[row] and d["name"] == tr.name
+    kp = small_test.keypoints[d["image"], d["kind"]]
+    assert kp[2] == 2 and d["xy"] == pytest.approx((float(kp[0]), float(kp[1])))
+    x, y, h = int(kp[0]), int(kp[1]), ex.patch_size // 2
+    assert torch.equal(d["patch"][:, h, h], small_test.images[d["image"], :, y, x])   # the keypoint's pixel
+    assert d["heatmap"].shape == (16, 16) and ex.w["detail"].value[:4] == b"\x89PNG"
+    m, _ = ex.model("a")
+    with torch.no_grad():
+        want = m(small_test.batch([d["image"]])["image"])["heatmaps"][0, d["kind"]]
+    assert torch.allclose(d["heatmap"], want)
+    other = next(j for j in range(len(tr.x)) if j != 2)
+    ex._hover(tr, Points(point_inds=[other], xs=[], ys=[], trace_name=tr.name, trace_index=0), None)
+    assert ex.detail["point"] == int(tr.customdata[other])
+    with pytest.raises(UserError, match="not on the map"):
+        ex.on_point(10_000)
+    with pytest.raises(UserError, match="must lie on the map"):
+        ex.on_select([0, 10_000])
+
+
+def test_explorer_lasso_lists_the_images(ex, small_test):
+    ex.select_model("a")
+    e = ex.emb()
+    tr = ex.fig.data[0]                                                        # lasso all points of one type
+    ex._lasso(tr, Points(point_inds=list(range(len(tr.x))), xs=[], ys=[], trace_name=tr.name, trace_index=0), None)
+    imgs = e.image[ex.idx[np.asarray(tr.customdata, dtype=int)]]
+    assert sorted(s["image"] for s in ex.selection) == sorted(imgs.tolist())   # one point per image and type
+    assert all(s["points"] == 1 and s["types"] == [tr.name] for s in ex.selection)
+    pts = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    imgs = e.image[ex.idx[pts]]
+    sel = ex.on_select(pts)
+    counts = {int(i): int((imgs == i).sum()) for i in np.unique(imgs)}
+    assert {s["image"]: s["points"] for s in sel} == counts
+    assert [s["points"] for s in sel] == sorted(counts.values(), reverse=True)
+    assert sel[0]["id"] == small_test.ids[sel[0]["image"]] and sel[0]["id"] in ex.w["selection"].value
+    assert ex.w["thumbs"].value[:4] == b"\x89PNG"
+
+
+def test_explorer_errors(ex, small_test, tmp_path):
+    with pytest.raises(UserError, match="unknown model 'c'"):
+        ex.select_model("c")
+    with pytest.raises(UserError, match="unknown keypoint type 'tail'"):
+        ex.set_types(["tail"])
+    with pytest.raises(UserError, match="at least one keypoint type"):
+        ex.set_types([])
+    with pytest.raises(UserError, match="perplexity must be positive"):
+        ex.set_perplexity(0)
+    ex._control(ex.set_perplexity, -1)                                         # a widget callback: no raise
+    assert "perplexity must be positive" in ex.w["status"].value and ex.perplexity == 20.0
+    with pytest.raises(UserError, match="come from ground truth heatmaps"):
+        X.Explorer({"a": ex.paths["a"]}, small_test, embeddings={"a": E.Embeddings(
+            z=np.zeros((1, 64)), kind=np.zeros(1, int), image=np.zeros(1, int), cls=np.zeros(1, int),
+            xy=np.zeros((1, 2)), names=small_test.meta.keypoints, source="ground truth")}, widgets=False)
+    big = _checkpoint(str(tmp_path / "big" / "best.pt"), 0, small_test, input_size=128)
+    with pytest.raises(UserError, match="trained on 128 px crops but the data has 64 px"):
+        X.Explorer({"big": big}, small_test, widgets=False)
+    other = _checkpoint(str(tmp_path / "o" / "best.pt"), 0, small_test,
+                        meta={"keypoints": [f"k{i}" for i in range(16)]})
+    with pytest.raises(UserError, match="trained on keypoints"):
+        X.Explorer(str(tmp_path / "o"), small_test, widgets=False)
+    assert os.path.exists(other)
