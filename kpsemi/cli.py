@@ -5,6 +5,7 @@
         [--data synthetic | --train-json F --val-json F --test-json F [--unlabeled-dir D] | --dlc PROJECT]
         [--unlabeled-fraction F] [--no-gt-in-unsup] [--weights sup=1e3,sc=0.5,te=1e2,ti=1e2] [--resume]
     python -m kpsemi reproduce --table {1,2,3,4,fig3} --preset P [--datasets ...] [--seeds ...] --out DIR
+    python -m kpsemi reproduce --table smp --preset P --root HONEYBEE [--train-sets train5,train25] [--seeds 0,1]
     python -m kpsemi data synth --out DIR [--size default|smoke|N] [--seed N] [--workers N]
     python -m kpsemi data preview [--dataset synthetic] [--out DIR]
     python -m kpsemi data splits [--dataset synthetic]
@@ -74,7 +75,10 @@ def _data(args):
 def _add_train(sub):
     t = sub.add_parser("train", help="train one run and write DIR/metrics.json")
     t.add_argument("--preset", default=None, help="smoke | demo | paper (default: $KPSEMI_PRESET or demo)")
-    t.add_argument("--losses", default="sup,sc,te,ti", help="comma list from sup, sc, te, ti, elt")
+    t.add_argument("--method", default="standard", choices=["standard", "pl"],
+                   help="standard: train with --losses; pl: pseudo-labels (teacher, confident labels, retrain)")
+    t.add_argument("--losses", default="sup,sc,te,ti",
+                   help="comma list from sup, sc, te, ti, elt (the paper's); gen, attr, elt_lm (the baselines)")
     t.add_argument("--labeled", type=float, default=0.05, help="labeled fraction of the training set")
     t.add_argument("--split-seed", type=int, default=0)
     t.add_argument("--unlabeled-fraction", type=float, default=1.0, help="share of the unlabeled pool used")
@@ -111,25 +115,27 @@ def _train(args):
     cfg = config.get(args.preset, losses=tuple(x.strip() for x in args.losses.split(",") if x.strip()),
                      labeled=args.labeled, split_seed=args.split_seed, unlabeled_fraction=args.unlabeled_fraction,
                      gt_in_unsup=not args.no_gt_in_unsup, weights=weights, dataset=args.data,
-                     max_steps=args.max_steps, seed=args.seed)
+                     max_steps=args.max_steps, seed=args.seed, method=args.method)
     if not 0 < cfg.labeled <= 1:
         raise UserError(f"--labeled must be in (0, 1], got {cfg.labeled}")
     spec = experiment.DataSpec(train_json=args.train_json, val_json=args.val_json, test_json=args.test_json,
                                image_root=args.image_root, unlabeled_dir=args.unlabeled_dir, dlc_project=args.dlc)
     m = experiment.run(cfg, args.out, spec, resume=args.resume, device=args.device)
-    print(f"{'+'.join(cfg.losses)} at {cfg.labeled:g} labels: val {m['metric']} {m['val_pck']:.2f}, test "
+    print(f"{'PL' if cfg.method == 'pl' else '+'.join(cfg.losses)} at {cfg.labeled:g} labels: val {m['metric']} {m['val_pck']:.2f}, test "
           f"{m['test_pck']:.2f} (best step {m['best_step']} of {m['steps']}, {m['seconds']:.0f} s) -> "
           f"{args.out}/metrics.json")
 
 
 def _add_reproduce(sub):
     r = sub.add_parser("reproduce", help="regenerate a paper table over a grid of runs (papermill)")
-    r.add_argument("--table", required=True, choices=["1", "2", "3", "4", "fig3"])
+    r.add_argument("--table", required=True, choices=["1", "2", "3", "4", "fig3", "seqmt", "smp"])
     r.add_argument("--preset", default=None)
     r.add_argument("--datasets", default="synthetic", help="comma list: synthetic, lsp, mpii, cub, atrw")
     r.add_argument("--seeds", default="0", help="comma list of split seeds (the paper uses 0,1,2 for Table 1)")
     r.add_argument("--fractions", default=None, help="comma list of labeled fractions (default: the paper's)")
     r.add_argument("--out", default=os.path.join("results", "reproduce"))
+    r.add_argument("--root", default=None, help="smp: the honeybee folder (default $KPSEMI_HONEYBEE, data/honeybee)")
+    r.add_argument("--train-sets", default="train5,train25", help="smp: comma list of train135, train25, train5")
 
 
 def _reproduce(args):
@@ -142,6 +148,12 @@ def _reproduce(args):
         except ValueError:
             raise UserError(f"not a comma list of numbers: {s!r}") from None
 
+    if args.table == "smp":                        # SemiMultiPose honeybee table: kpsemi.multi_train, no papermill
+        from kpsemi import multi_train
+        print(multi_train.reproduce_table(preset, tuple(t.strip() for t in args.train_sets.split(",") if t.strip()),
+                                          floats(args.seeds, int), args.root, os.path.join(args.out, "tablesmp")))
+        print(f"\n(smp.md/.csv, runs.md/.csv and curves-*.png are in {args.out}/tablesmp/)")
+        return
     md = reproduce.main(args.table, preset, tuple(d.strip() for d in args.datasets.split(",")),
                         floats(args.seeds, int), floats(args.fractions, float) if args.fractions else None,
                         os.path.join(args.out, f"table{args.table}"))

@@ -69,20 +69,21 @@ def heatmap_overlay(ax, img, hm, alpha=0.55, cmap="jet", title=None):
 
 
 def grid(data, indices=None, cols=6, pred=None, title=None, size=2.2, labels=False):
-    """Figure of samples of a KeypointData with ground truth (and predictions (N, K, 2) as crosses)."""
+    """Figure of samples of a KeypointData with ground truth (and predictions (N, K, 2) as crosses; row j of
+    `pred` belongs to the j-th of `indices`)."""
     plt = _plt()
     indices = list(range(min(len(data), 2 * cols))) if indices is None else list(indices)
     rows = (len(indices) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * size), squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
-    for ax, i in zip(axes.flat, indices):
+    for j, (ax, i) in enumerate(zip(axes.flat, indices)):
         s = data[i]
         cls = s["meta"]["class"]
         name = data.meta.classes[cls] if 0 <= cls < len(data.meta.classes) else ""
         keypoints(ax, s["image"], s["keypoints"], data.meta, labels=labels, title=f"{s['meta']['id']} {name}")
         if pred is not None:
-            p = np.asarray(pred[i])
+            p = np.asarray(pred[j])
             ax.scatter(p[:, 0] - 0.5, p[:, 1] - 0.5, marker="x", s=14, c=keypoint_colours(len(p)), zorder=4)
     if title:
         fig.suptitle(title)

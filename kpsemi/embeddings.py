@@ -16,8 +16,8 @@ and shares its background, so same-image neighbours can only be wrong and say no
 one animal looks like keypoint i of another, which is what Fig. 4 claims.
 
 scikit-learn runs with `THREADS` OpenMP threads (default 1): its Barnes-Hut t-SNE enters thousands of tiny
-parallel regions, and on a small shared CPU the threads wait on each other (400 points: 60-100 s with 2 threads,
-8 s with 1 on a loaded 2-core machine). Raise it on a big idle machine.
+parallel regions, and on a small shared CPU the threads wait on each other, so a map can take many times longer
+than with one thread (one thread, 64-d: about 5 s for 400 points, 15 s for 2,000). Raise it on a big idle machine.
 """
 from dataclasses import dataclass, field, fields
 

@@ -84,10 +84,21 @@ def load_data(cfg, spec=None, progress=True):
 
 def run(cfg, out_dir, spec=None, resume=False, device=None, progress=True, stop_at=None):
     """Train (or resume) one run and write out_dir/metrics.json; returns the metrics dict."""
-    t0 = time.time()
     if not resume and os.path.exists(os.path.join(out_dir, "last.pt")):
         raise UserError(f"{out_dir} already holds a run (last.pt); resume it (--resume) or choose another --out")
+    if cfg.method == "pl":
+        from kpsemi import pseudo
+        return pseudo.run(cfg, out_dir, spec, progress)
+    if cfg.method != "standard":
+        raise UserError(f"unknown method {cfg.method!r}: standard (losses) or pl (pseudo-labels)")
     train, val, test, labeled, unlabeled = load_data(cfg, spec, progress)
+    return train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume, device, progress, stop_at)
+
+
+def train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume=False, device=None, progress=True,
+                   stop_at=None):
+    """The Trainer on given data, then test PCK at the best validation checkpoint -> metrics.json."""
+    t0 = time.time()
     tr = Trainer(cfg, train, val, labeled, unlabeled, out_dir, device=device, progress=progress)
     if resume and tr.resume() and progress:
         print(f"resumed {out_dir} at step {tr.step}")
@@ -99,11 +110,12 @@ def run(cfg, out_dir, spec=None, resume=False, device=None, progress=True, stop_
     va = evaluate(tr.model, val, cfg.stride, tr.device, cfg.amp)
     m = {"val_pck": va["pck"], "test_pck": te["pck"], "metric": te["metric"],
          "test_per_keypoint": te["per_keypoint"], "test_pixel_error": te["pixel_error"],
+         "test_error_percent": te["error_percent"],
          "steps": tr.step, "best_step": tr.best_step, "seconds": round(tr.seconds, 1),
          "train_seconds_per_step": round(tr.seconds / max(1, tr.step), 4),
          "data_wait_share": round(tr.data_seconds / max(1e-9, tr.seconds), 4),
          "wall_seconds": round(time.time() - t0, 1), "dataset": train.meta.name, "losses": list(cfg.losses),
-         "labeled": cfg.labeled, "split_seed": cfg.split_seed, "n_labeled": len(labeled),
+         "method": cfg.method, "labeled": cfg.labeled, "split_seed": cfg.split_seed, "n_labeled": len(labeled),
          "n_unlabeled": len(unlabeled) if tr.semi else 0, "device": tr.device,
          "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
          "config": C.to_dict(cfg)}

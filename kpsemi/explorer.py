@@ -5,7 +5,7 @@
 
 Hover or click a point: the crop around that keypoint and the heatmap that pooled its z_i. Box or lasso a region:
 the list of images in it. All state lives in plain methods (`select_model`, `set_types`, `set_perplexity`,
-`on_point`, `on_select`) that return what the panels show; the widget callbacks are one-line wrappers, so tests
+`on_point`, `on_select`) that return what the panels show; the widget callbacks are thin wrappers, so tests
 drive the explorer without a browser. Embeddings are cached per model and t-SNE maps per (model, perplexity,
 types); `Explorer(..., widgets=False)` builds no widgets at all.
 """
@@ -48,8 +48,16 @@ def patch(image, xy, size):
 
 
 class Explorer:
+    """models: {name: best.pt | run folder} (or a list of run folders); data: the KeypointData to embed (any set the
+    kit loads, at the models' input size); embeddings / layouts: precomputed {name: Embeddings} / {name: (idx, xy)}
+    (the latter at `perplexity`, all types) so the notebook's numbers and the explorer share one computation."""
+
     def __init__(self, models, data, source="predicted", types=None, perplexity=30.0, max_points=2000, seed=0,
                  patch_size=None, device="cpu", embeddings=None, layouts=None, widgets=True, progress=False):
+        if source not in E.SOURCES:
+            raise UserError(f"source must be one of {E.SOURCES}, got {source!r}")
+        if not hasattr(data, "meta") or not hasattr(data, "images"):
+            raise UserError(f"the explorer needs KeypointData (kpsemi.datasets.load(...)), got {type(data).__name__}")
         self.paths, self.data, self.source, self.device = model_paths(models), data, source, device
         self.max_points, self.seed, self.progress = max_points, seed, progress
         self.patch_size = patch_size or max(16, data.size // 3)
@@ -67,7 +75,7 @@ class Explorer:
         self.types = self._type_indices(types)
         self.idx = self.xy = None                                  # shown points: indices into the embeddings, map
         self.detail, self.selection = None, []
-        self.ui, self._syncing = None, False
+        self.ui, self._syncing, self._picked = None, False, []
         self._compute()
         if widgets:
             self._build()
@@ -194,15 +202,15 @@ class Explorer:
             import plotly.graph_objects as go
             fig = go.FigureWidget()
         except ImportError as e:
-            raise UserError(f"the explorer needs plotly's FigureWidget ({e}); pip install anywidget") from None
+            raise UserError(f"the explorer needs plotly's FigureWidget ({e}): pip install plotly anywidget") from None
         fig.update_layout(width=640, height=520, dragmode="lasso", margin=dict(l=10, r=10, t=30, b=10),
                           legend=dict(font=dict(size=9)), xaxis=dict(visible=False), yaxis=dict(visible=False))
         self.fig = fig
         self.w = {"model": W.Dropdown(options=list(self.paths), value=self.model_name, description="model"),
                   "types": W.SelectMultiple(options=self.names, value=[self.names[t] for t in self.types],
                                             rows=8, description="types"),
-                  "perplexity": W.FloatSlider(value=self.perplexity, min=2, max=100, step=1, continuous_update=False,
-                                              description="perplexity"),
+                  "perplexity": W.FloatSlider(value=self.perplexity, min=2, max=max(100, self.perplexity), step=1,
+                                              continuous_update=False, description="perplexity"),
                   "status": W.HTML(), "detail": W.Image(format="png"), "selection": W.HTML(),
                   "thumbs": W.Image(format="png")}
         self.w["model"].observe(lambda ch: self._control(self.select_model, ch["new"]), "value")
@@ -230,9 +238,14 @@ class Explorer:
         if not same:
             self._click(trace, points, state)
 
-    def _lasso(self, trace, points, state):
-        if points.point_inds:
-            self.on_select([trace.customdata[j] for j in points.point_inds])
+    def _select(self, trace, points, selector):
+        """A box or lasso: plotly calls this once per trace, in trace order, with that trace's points (maybe none);
+        the selection is the union, listed when the last trace has reported."""
+        if points.trace_index == 0:
+            self._picked = []
+        self._picked += [int(trace.customdata[j]) for j in points.point_inds]
+        if points.trace_index == len(self.fig.data) - 1:
+            self.on_select(self._picked)
 
     def _redraw(self):
         if self.ui is None:
@@ -254,7 +267,8 @@ class Explorer:
         for tr in self.fig.data:
             tr.on_click(self._click)
             tr.on_hover(self._hover)
-            tr.on_selection(self._lasso)
+            tr.on_selection(self._select)
+            tr.on_deselect(lambda trace, points: self.on_select([]) if self.selection else None)
         v = self.view()
         self._syncing = True                                        # the methods moved the controls: no echo
         try:

@@ -12,6 +12,7 @@ Each loss takes the step's outputs dict (built by train.forward_views) and retur
     H (B, 3, 3)              g as a normalised homography (warp.py)
     z, z_g (B, K, C)         semantic keypoint representations z_i = GMP(F * h_i) of both views
     logits (B, K, K)         KCN outputs for every z_i of view 1
+    recon, image; attr_logits, attributes; image_size, stride    used by the baselines' losses (baselines.py)
 
 Total (paper Eq. 5): L = sum_name weight[name] * LOSSES[name](out); defaults (1e3, 0.5, 1e2, 1e2).
 """
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from kpsemi import warp
+from kpsemi.baselines import attributes, generation, landmark_elt
 
 
 def supervised(out):
@@ -64,8 +66,11 @@ LOSSES = {
     "te": transformation_equivariance,
     "ti": transformation_invariance,
     "elt": equivariant_landmark_transformation,
+    "gen": generation,          # Jakab et al.: reconstruct x from g(x) + the keypoint bottleneck
+    "attr": attributes,         # Honari et al. Seq-MT: attributes from the landmarks
+    "elt_lm": landmark_elt,     # Honari et al. ELT on soft-argmax coordinates
 }
-NEEDS_SECOND_VIEW = {"te", "ti", "elt"}
+NEEDS_SECOND_VIEW = {"te", "ti", "elt", "gen", "elt_lm"}
 NEEDS_EMBEDDINGS = {"sc", "ti"}
 
 

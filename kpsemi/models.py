@@ -151,6 +151,7 @@ class KeypointModel(nn.Module):
         super().__init__()
         self.kln = KLN(num_keypoints, backbone, pretrained, embed_dim)
         self.kcn = KCN(num_keypoints, embed_dim)
+        self.extras = nn.ModuleDict()      # heads of the baselines (Gen decoder, Seq-MT attributes), see baselines.py
         self.num_keypoints = num_keypoints
 
     def forward(self, images):

@@ -129,19 +129,33 @@ def coco_frames(path, image_root=None, name=None):
     meta, inst = coco.load_coco(path, image_root, name=name)          # validates every annotation, names the bad one
     with open(path) as f:
         doc = json.load(f)
-    by_id = {str(a.get("id", i)): a for i, a in enumerate(doc["annotations"])}
+    by_id, seen = {}, set()
+    for i, a in enumerate(doc["annotations"]):
+        key = str(a.get("id", i))
+        if key in by_id:
+            raise DataError(f"{path}: annotation id={key} (annotations[{i}]) repeats an earlier annotation's id")
+        by_id[key] = (i, a)
     per_image = {}
     for it in inst:
-        a = by_id[it.id]
-        x, y, w, h = it.box
-        area = float(a["area"]) if a.get("area", 0) > 0 else w * h
+        i, a = by_id[it.id]
+        area = a.get("area")
+        if area is not None and (not isinstance(area, (int, float)) or not math.isfinite(area) or area < 0):
+            raise DataError(f"{path}: annotation id={it.id} (annotations[{i}]): 'area' must be a number >= 0, "
+                            f"got {area!r}")
+        area = float(area) if area else it.box[2] * it.box[3]          # no area: the box's
         per_image.setdefault(a["image_id"], []).append((it.keypoints, area, it.file))
     frames = []
     for i, im in enumerate(doc["images"]):
+        if im["id"] in seen:
+            raise DataError(f"{path}: images[{i}] repeats image id {im['id']!r}")
+        seen.add(im["id"])
         rows = per_image.get(im["id"], [])
         file = rows[0][2] if rows else coco._resolve_image(path, image_root, im["file_name"])
         if "width" in im and "height" in im:
-            size = (int(im["width"]), int(im["height"]))
+            if not all(isinstance(im[k], int) and im[k] > 0 for k in ("width", "height")):
+                raise DataError(f"{path}: images[{i}] (id {im['id']!r}): width and height must be positive "
+                                f"integers, got {im['width']!r} x {im['height']!r}")
+            size = (im["width"], im["height"])
         else:
             size = _image_size(file)
         K = meta.num_keypoints
@@ -245,6 +259,9 @@ def honeybee_splits(train_ids, path=None):
             raise DataError(f"{path}: made for other training frames (digest {doc.get('digest')}, these are "
                             f"{digest}); delete it to draw new subsets")
         return doc
+    if len(ids) < SUBSETS["train25"]:
+        raise DataError(f"{path}: the honeybee protocol draws 25-frame subsets, but there are {len(ids)} training "
+                        "frames")
     doc = {"digest": digest, "n_train": len(ids), "train135": ids}
     for name in ("train25", "train5"):
         n = SUBSETS[name]

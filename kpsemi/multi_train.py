@@ -25,15 +25,16 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from tqdm.auto import tqdm
 
-from kpsemi import config as C, multi_data, multi_eval, multi_losses
+from kpsemi import config as C, multi_data, multi_eval, multi_losses, paper
+from kpsemi.evaluate import autocast
 from kpsemi.multi_model import MultiPoseNet
 from kpsemi.records import UserError
 from kpsemi.train import Sampler, TrainingError
 
 METHODS = multi_eval.NAMES          # method -> the row name in the seed's table
-PAPER_AP = {"supervised": {"train135": 0.846, "train25": 0.819, "train5": 0.734},    # seed 002, Table 1
-            "labeled": {"train135": 0.847, "train25": 0.824, "train5": 0.743},
-            "semi": {"train135": 0.853, "train25": 0.837, "train5": 0.776}}
+_LABELED_ROW = {"Train135": 0.847, "Train25": 0.824, "Train5": 0.743}   # seed 002 Table 1; not in paper.py
+PAPER_AP = {m: {ts.lower(): ap for ts, ap in paper.SMP_HONEYBEE.get(name, _LABELED_ROW).items()}
+            for m, name in METHODS.items()}                                    # method -> train set -> AP
 
 
 @dataclass
@@ -107,9 +108,9 @@ PRESETS = {
 }
 DATA_PRESETS = {  # per dataset on top of the preset: the honeybee frames are 1280 x 720
     "honeybee": {"smoke": dict(scale=0.125, crop=96),
-                 "demo": dict(scale=0.25, crop=160, batch_size=4, unlabeled_batch=4, max_steps=600, fl_start=200,
-                              fu_start=400, lr_drop_at=400),          # the seed's schedule shape, 1/25 of its steps
-                 "paper": dict(scale=1.0, crop=None)},
+                 "demo": dict(scale=0.25, crop=160, batch_size=4, unlabeled_batch=4, max_steps=3000, fl_start=400,
+                              fu_start=1000, lr_drop_at=1000),        # the seed's 2k / 5k / 15k schedule, / 5
+                 "paper": dict(scale=1.0, crop=None, offset_scale=16.0)},     # offsets scale with the frames
 }
 
 
@@ -118,8 +119,8 @@ def get(preset=None, dataset="synthetic", **overrides):
     preset = preset or C.preset_name()
     if preset not in PRESETS:
         raise UserError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    cfg = replace(MultiConfig(preset=preset, dataset=dataset), **PRESETS[preset],
-                  **DATA_PRESETS.get(dataset, {}).get(preset, {}))
+    cfg = replace(MultiConfig(preset=preset, dataset=dataset),
+                  **{**PRESETS[preset], **DATA_PRESETS.get(dataset, {}).get(preset, {})})
     unknown = set(overrides) - set(asdict(cfg))
     if unknown:
         raise UserError(f"unknown config fields: {sorted(unknown)}")
@@ -216,7 +217,8 @@ class MultiTrainer:
             u["keypoints"], u["labeled"] = torch.zeros_like(u["keypoints"]), torch.zeros_like(u["labeled"])
             b = {k: torch.cat([b[k], u[k]]) for k in b}
         x, kp = multi_data.augment(b, cfg.crop, self.g_aug, cfg.rotation, cfg.scale_aug, cfg.flip, self.perm)
-        out = self.model(x)
+        with autocast(self.device, cfg.amp):                            # bf16 on CUDA, a no-op on CPU
+            out = {k: v.float() for k, v in self.model(x).items()}       # losses in float32
         hw = out["kp"].shape[-2:]
         G, U, P, Pm = multi_losses.targets(kp, hw, self.model.stride, cfg.window, cfg.margin,
                                            self.train.meta.skeleton, cfg.offset_scale)
@@ -271,9 +273,18 @@ def run(cfg, out_dir, resume=False, init_from=None, device=None, progress=True, 
     """Train one method (or resume / branch from `init_from`, a phase checkpoint of a run that shares this run's
     schedule up to its step) and write out_dir/metrics.json; returns the metrics dict."""
     t0 = time.time()
+    done = os.path.join(out_dir, "metrics.json")
+    if resume and os.path.exists(done):                 # finished before with this very config: keep it
+        with open(done) as f:
+            m = json.load(f)
+        if m.get("config") == C.to_dict(cfg):
+            return m
     train, test, lab, unl = data or load_data(cfg, progress)
     tr = MultiTrainer(cfg, train, test, lab, unl, out_dir, device, progress)
-    if not (resume and tr.resume()) and init_from:
+    last = os.path.join(out_dir, "last.pt")
+    if not (resume and _same_run(last, cfg) and tr.resume(last)) and init_from and os.path.exists(init_from):
+        if not _same_run(init_from, cfg, but="method"):
+            raise UserError(f"{init_from}: a checkpoint of another configuration; cannot branch from it")
         tr.resume(init_from)
     tr.fit(stop_at)
     if tr.step < cfg.max_steps:
@@ -291,6 +302,17 @@ def run(cfg, out_dir, resume=False, init_from=None, device=None, progress=True, 
     with open(os.path.join(out_dir, "metrics.json"), "w") as f:
         json.dump(m, f, indent=1)
     return m
+
+
+def _same_run(path, cfg, but=None):
+    """Whether the checkpoint at `path` exists and was written with `cfg` (ignoring the field `but`)."""
+    if not os.path.exists(path):
+        return False
+    saved = dict(torch.load(path, map_location="cpu", weights_only=True)["config"])
+    want = C.to_dict(cfg)
+    if but:
+        saved.pop(but, None), want.pop(but, None)
+    return saved == want
 
 
 def run_methods(cfg, out_dir, methods=tuple(METHODS), progress=True, resume=False):
@@ -317,19 +339,68 @@ def run_methods(cfg, out_dir, methods=tuple(METHODS), progress=True, resume=Fals
 
 
 def reproduce_rows(train_sets=("train5", "train25"), seeds=(0,), preset=None, root=None, out_dir=None,
-                   methods=tuple(METHODS), progress=True, **overrides):
+                   methods=tuple(METHODS), progress=True, resume=True, **overrides):
     """Rows of the seed's honeybee table: one per (training set, subset seed, method) with our test AP and the
-    paper's. Runs are kept under out_dir/<train_set>-<seed>/<method>/ (default results/smp/)."""
+    paper's. Runs are kept under out_dir/<train_set>-<seed>/<method>/ (default results/smp/); finished runs of the
+    same config are read back, killed ones resume."""
     from kpsemi.paths import results_dir
     out_dir = out_dir or os.path.join(results_dir(), "smp")
     rows = []
     for ts in train_sets:
         for s in (seeds if ts != "train135" else (0,)):
             cfg = get(preset, "honeybee", root=root, train_set=ts, subset_seed=s, **overrides)
-            res = run_methods(cfg, os.path.join(out_dir, f"{ts}-{s}"), methods, progress)
+            res = run_methods(cfg, os.path.join(out_dir, f"{ts}-{s}"), methods, progress, resume)
             for m, r in res.items():
                 rows.append({"train_set": ts, "subset_seed": s, "method": METHODS[m], "test_ap": r["test_ap"],
                              "test_ap50": r["test_ap50"], "paper_ap": PAPER_AP[m][ts], "steps": r["steps"],
                              "seconds": r["seconds"], "working_size": "x".join(map(str, r["working_size"])),
-                             "preset": cfg.preset})
+                             "preset": cfg.preset, "history": r["history"]})
     return rows
+
+
+def summarize(rows):
+    """The seed's Table 1 layout from `reproduce_rows` rows: one row per method; per training set our test AP
+    (mean ± standard deviation over subsets when there are several) beside the paper's."""
+    out = []
+    for m, name in METHODS.items():
+        r = {"method": name}
+        for ts in ("train135", "train25", "train5"):
+            v = [x["test_ap"] for x in rows if x["method"] == name and x["train_set"] == ts]
+            if v:
+                mean, sd = sum(v) / len(v), (sum((a - sum(v) / len(v)) ** 2 for a in v) / len(v)) ** 0.5
+                r[f"AP-{ts[5:]}"] = f"{mean:.3f} ± {sd:.3f} (n={len(v)})" if len(v) > 1 else f"{mean:.3f}"
+                r[f"paper AP-{ts[5:]}"] = f"{PAPER_AP[m][ts]:.3f}"
+        out.append(r)
+    return out
+
+
+def reproduce_table(preset=None, train_sets=("train5", "train25"), seeds=(0,), root=None, out_dir=None,
+                    progress=True):
+    """`python -m kpsemi reproduce --table smp`: the honeybee rows, written to out_dir/smp.md|csv (the seed's
+    layout), runs.md|csv (one row per run) and curves-<set>-<seed>.png (test AP over steps, the seed's Fig. 3);
+    returns the Markdown of both tables."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from kpsemi import report
+    from kpsemi.paths import results_dir
+    out_dir = out_dir or os.path.join(results_dir(), "reproduce", "tablesmp")
+    for ts in train_sets:
+        if ts not in multi_data.SUBSETS:
+            raise UserError(f"unknown honeybee training set {ts!r}: use {', '.join(multi_data.SUBSETS)}")
+    rows = reproduce_rows(train_sets, seeds, preset, root, os.path.join(out_dir, "runs"), progress=progress)
+    os.makedirs(out_dir, exist_ok=True)
+    cfg = get(preset, "honeybee", root=root)
+    for ts, s in sorted({(r["train_set"], r["subset_seed"]) for r in rows}):
+        res = {m: {"history": r["history"]} for m in METHODS for r in rows
+               if r["method"] == METHODS[m] and (r["train_set"], r["subset_seed"]) == (ts, s)}
+        ax = multi_eval.plot_curves(res, cfg, title=f"honeybee {ts} subset {s}: test OKS AP ({cfg.preset})")
+        ax.figure.savefig(os.path.join(out_dir, f"curves-{ts}-{s}.png"), dpi=110, bbox_inches="tight")
+        plt.close(ax.figure)
+    runs = [{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in r.items() if k != "history"} for r in rows]
+    head = (f"SemiMultiPose honeybee test OKS AP (0.50:0.95, sigma^2 = 1) at preset {cfg.preset}: {cfg.backbone}, "
+            f"frames at {cfg.scale:g} x 1280x720, {cfg.max_steps} steps (alpha L_fl from {cfg.fl_start}, "
+            f"beta L_fu from {cfg.fu_start}); the seed: ResNet-50 ImageNet, full frames, 15k iterations, mean of "
+            "five subsets")
+    md = head + "\n\n" + report.write_table(summarize(rows), os.path.join(out_dir, "smp"))
+    return md + "\n\nruns:\n\n" + report.write_table(runs, os.path.join(out_dir, "runs"))

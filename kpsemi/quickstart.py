@@ -2,7 +2,7 @@
 
     python -m kpsemi quickstart [--preset demo] [--out results/quickstart]
 
-Trains (or reuses, if its metrics.json exists) supervised at 5 % labels, the full method (SC + TE + TI) at 5 %
+Trains (or reuses the identical run in results/runs/, see experiment.cached) supervised at 5 % labels, the full method (SC + TE + TI) at 5 %
 labels, and supervised at 100 % labels, then writes results.md/csv (test and validation PCK@0.1, gap closed),
 results.png (bars) and predictions.png (the two 5 % models on the same test crops).
 """
@@ -17,19 +17,15 @@ RUNS = [  # (name, losses, labeled fraction)
 ]
 
 
-def _dir(out, name):
-    return os.path.join(out, "runs", name.split(" (")[0].replace(" ", "-").replace("%", "").replace("+", "-"))
-
-
 def run(preset=None, out=os.path.join("results", "quickstart"), progress=True):
     from kpsemi import experiment
     cfg0 = config.get(preset)
-    rows, metrics = [], {}
+    rows, metrics, dirs = [], {}, {}
     for name, losses, lab in RUNS:
-        d = _dir(out, name)
-        if progress and not os.path.exists(os.path.join(d, "metrics.json")):
+        cfg = config.get(cfg0.preset, losses=losses, labeled=lab)
+        if progress and not os.path.exists(os.path.join(experiment.run_dir(cfg), "metrics.json")):
             print(f"training {name} ({cfg0.preset} preset) ...", flush=True)
-        m = experiment.run_or_load(config.get(cfg0.preset, losses=losses, labeled=lab), d, progress=progress)
+        m, dirs[name] = experiment.cached(cfg, progress=progress)   # shared with the notebooks' identical runs
         metrics[name] = m
         rows.append({"method": name, "labeled": f"{lab:.0%}", f"test {m['metric']}": round(m["test_pck"], 2),
                      f"val {m['metric']}": round(m["val_pck"], 2), "steps": m["steps"],
@@ -41,11 +37,11 @@ def run(preset=None, out=os.path.join("results", "quickstart"), progress=True):
            f"input). Gap between supervised 5 % and 100 % closed by SC+TE+TI: {closed:.0f} %.")
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(md + "\n")
-    _figures(cfg0, metrics, out)
+    _figures(cfg0, metrics, dirs, out)
     return md
 
 
-def _figures(cfg0, metrics, out):
+def _figures(cfg0, metrics, dirs, out):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -65,7 +61,7 @@ def _figures(cfg0, metrics, out):
     idx = list(range(6))
     fig, axes = plt.subplots(2, 6, figsize=(13, 4.8))
     for r, name in enumerate(names[:2]):
-        model, c, _ = train.load_model(os.path.join(_dir(out, name), "best.pt"))
+        model, c, _ = train.load_model(os.path.join(dirs[name], "best.pt"))
         pred, _ = evaluate.predict(model, test.subset(idx), c["stride"])
         for ax, i in zip(axes[r], idx):
             draw.keypoints(ax, test[i]["image"], pred[i], test.meta, title=name if i == 0 else None)

@@ -1,13 +1,15 @@
 """Regenerate the paper's tables: a grid of runs, each an executed notebook, then tables in the paper's layout.
 
-    python -m kpsemi reproduce --table {1,2,3,4,fig3} --preset P [--datasets ...] [--seeds ...] --out DIR
+    python -m kpsemi reproduce --table {1,2,3,4,fig3,seqmt} --preset P [--datasets ...] [--seeds ...] --out DIR
 
 Every grid cell (dataset x row x label fraction x seed) runs notebooks/12_single_run.ipynb through papermill in
 its own kernel process and writes only DIR/cells/<cell id>/ (the executed notebook, the run, metrics.json). A cell
 whose metrics.json exists is skipped, so a killed reproduction resumes where it stopped. Cells go through one
 small executor interface (`SequentialExecutor` runs them one after another here; another executor can send them
 to several GPUs or a cluster without touching the tables). The tables are mean +- std over seeds, as Markdown and
-CSV, with the paper's numbers and the difference for the datasets the paper has.
+CSV, with the paper's numbers and the difference for the datasets the paper has. `seqmt` is Honari et al.'s
+HGR1 table (L, L+A, L+ELT, L+ELT+A) on the embedded set: mean landmark error in percent of the normaliser (lower is
+better, the seed's measure) with PCK beside, and the seed's HGR1 errors as reference rows.
 """
 import hashlib
 import json
@@ -20,6 +22,9 @@ from kpsemi.records import UserError
 NOTEBOOK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks",
                         "12_single_run.ipynb")
 FULL = ("sup", "sc", "te", "ti")
+TABLES = ("1", "2", "3", "4", "fig3", "seqmt")
+# Honari's Seq-MT table on the embedded set: landmarks (L) + attributes (A) + landmark ELT, as the seed's HGR1 rows
+SEQMT_ROWS = {"L": ["sup"], "L+A": ["sup", "attr"], "L+ELT": ["sup", "elt_lm"], "L+ELT+A": ["sup", "elt_lm", "attr"]}
 
 
 @dataclass
@@ -35,6 +40,7 @@ class Cell:
     unlabeled_fraction: float = 1.0
     gt_in_unsup: bool = True
     weights: dict = field(default_factory=dict)
+    method: str = "standard"
 
     @property
     def id(self):
@@ -45,8 +51,11 @@ class Cell:
 def _rows(table):
     """(row name, overrides) of a table."""
     if table == "1":
-        return [("supervised", {"losses": ["sup"]}), ("elt", {"losses": ["sup", "elt"]}),
+        return [("supervised", {"losses": ["sup"]}), ("pl", {"losses": ["sup"], "method": "pl"}),
+                ("elt", {"losses": ["sup", "elt"]}), ("gen", {"losses": ["sup", "gen"]}),
                 ("ours", {"losses": list(FULL)})]
+    if table == "seqmt":
+        return [(name, {"losses": losses}) for name, losses in SEQMT_ROWS.items()]
     if table == "2":
         return [(name, {"losses": ["sup"] + [x for x in ("sc", "te", "ti") if x in name.split("+")]})
                 for name in paper.TABLE2_LSP]
@@ -60,7 +69,7 @@ def grid(table, preset, datasets=("synthetic",), seeds=(0,), fractions=paper.FRA
     """The cells of a table."""
     cells = []
     for ds in datasets:
-        if table in ("1", "2", "4"):
+        if table in ("1", "2", "4", "seqmt"):
             for row, kw in _rows(table):
                 for f in fractions:
                     if row == "pl" and f >= 1.0:
@@ -76,7 +85,7 @@ def grid(table, preset, datasets=("synthetic",), seeds=(0,), fractions=paper.FRA
                     cells += [Cell("fig3", f"{loss}={v:g}", ds, fractions[0], s, preset, list(FULL),
                                    weights={loss: v}) for s in seeds]
         else:
-            raise UserError(f"unknown table {table!r}: choose 1, 2, 3, 4 or fig3")
+            raise UserError(f"unknown table {table!r}: choose {', '.join(TABLES)}")
     return cells
 
 
@@ -139,6 +148,8 @@ def _paper_value(table, dataset, row, labeled):
 def render(table, done, out):
     """Write DIR/table<table>.md/.csv (and fig3.png); returns the Markdown."""
     from kpsemi import report
+    if table == "seqmt":
+        return _render_seqmt(done, out)
     groups = {}
     for c, m in done:
         key = (c.dataset, c.row, c.labeled if table != "3" else c.unlabeled_fraction)
@@ -170,6 +181,29 @@ def render(table, done, out):
     return md
 
 
+def _render_seqmt(done, out):
+    from kpsemi import report
+    groups = {}
+    for c, m in done:
+        groups.setdefault((c.dataset, c.row), {}).setdefault(c.labeled, []).append(m)
+    xs = sorted({c.labeled for c, _ in done})
+    wide = []
+    for (ds, row), by_x in groups.items():
+        r = {"dataset": ds, "model": f"Seq-MT ({row})"}
+        for x in xs:
+            ms = by_x.get(x)
+            if ms:
+                e, pk = _stats([m["test_error_percent"] for m in ms]), _stats([m["test_pck"] for m in ms])
+                r[f"{x:.0%} labeled"] = f"{e[0]:.1f} (PCK {pk[0]:.1f})" + (f" n={e[2]}" if e[2] > 1 else "")
+        wide.append(r)
+    for row, vals in paper.SEQMT_HGR1.items():
+        wide.append({"dataset": "HGR1 (Honari et al.)", "model": f"Seq-MT ({row})",
+                     **{f"{x:.0%} labeled": f"{v:.1f}" if v is not None else "" for x, v in zip(paper.FRACTIONS, vals)
+                        if x in xs}})
+    os.makedirs(out, exist_ok=True)
+    return report.write_table(wide, os.path.join(out, "tableseqmt"))
+
+
 def _fig3(done, out):
     import matplotlib
     matplotlib.use("Agg")
@@ -191,6 +225,8 @@ def _fig3(done, out):
 def main(table, preset, datasets=("synthetic",), seeds=(0,), fractions=None, out="results/reproduce",
          executor=None, progress=True):
     """Run (or resume) the grid of `table` and render it; returns the Markdown table."""
+    if table not in TABLES:
+        raise UserError(f"unknown table {table!r}: choose {', '.join(TABLES)}")
     fractions = tuple(fractions or (paper.FRACTIONS if table != "fig3" else (0.05,)))
     cells = grid(table, preset, datasets, seeds, fractions)
     (executor or SequentialExecutor(progress)).run(cells, out)

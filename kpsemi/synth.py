@@ -395,7 +395,10 @@ def ensure(size="default", seed=0, root=None, progress=True, **kw) -> str:
 
     def done():
         stamp = os.path.join(out, "config.json")
-        return os.path.exists(stamp) and json.load(open(stamp)) == want
+        if not os.path.exists(stamp):
+            return False
+        with open(stamp) as f:
+            return json.load(f) == want
 
     if done():
         return out

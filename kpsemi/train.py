@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from kpsemi import config as C
-from kpsemi import heatmaps, losses, models, warp
+from kpsemi import baselines, heatmaps, losses, models, warp
 from kpsemi.evaluate import autocast, evaluate
 from kpsemi.records import UserError
 
@@ -96,7 +96,9 @@ def forward_views(model, batch, cfg, meta, names, g):
             out["z" + sfx] = z.float()
     if "z" in out:
         out["logits"] = model.kcn(out["z"])
-    return out
+    out["image_size"], out["stride"] = S, cfg.stride
+    return baselines.extra_outputs(model, out, x[:B], x[B:] if two else None, batch["attributes"], flipped, meta,
+                                   cfg.stride, cfg.sigma)
 
 
 class Trainer:
@@ -114,8 +116,8 @@ class Trainer:
             torch.set_num_threads(cfg.num_threads)
         if self.device.startswith("cuda"):
             torch.backends.cudnn.benchmark = True
-        self.model = models.KeypointModel(train.meta.num_keypoints, cfg.backbone, cfg.pretrained,
-                                          cfg.embed_dim).to(self.device)
+        self.model = build_model(cfg, train.meta.num_keypoints, len(train.meta.attributes), cfg.pretrained)
+        self.model.to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.g_data = torch.Generator().manual_seed(cfg.seed)
         self.g_aug = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
@@ -229,11 +231,19 @@ def _meta_state(meta):
             "attributes": list(meta.attributes), "metric": meta.metric}
 
 
+def build_model(cfg, num_keypoints, num_attributes, pretrained=False):
+    """KLN + KCN, plus the extra heads the configured losses need (baselines.heads) as `model.extras`."""
+    c = cfg if isinstance(cfg, dict) else C.to_dict(cfg)
+    m = models.KeypointModel(num_keypoints, c["backbone"], pretrained, c["embed_dim"])
+    m.extras = baselines.heads(c["losses"], num_keypoints, num_attributes)
+    return m
+
+
 def load_model(path, device="cpu"):
     """(model, config dict, meta dict) from a best.pt written by the trainer (loaded with weights_only=True)."""
     s = torch.load(path, map_location=device, weights_only=True)
     c = s["config"]
-    m = models.KeypointModel(len(s["meta"]["keypoints"]), c["backbone"], False, c["embed_dim"]).to(device)
+    m = build_model(c, len(s["meta"]["keypoints"]), len(s["meta"]["attributes"])).to(device)
     m.load_state_dict(s["model"])
     m.eval()
     return m, c, s["meta"]

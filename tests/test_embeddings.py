@@ -4,7 +4,6 @@ import os
 import numpy as np
 import pytest
 import torch
-from plotly.callbacks import Points
 
 from kpsemi import config, datasets, embeddings as E, explorer as X, models
 from kpsemi.data import KeypointData
@@ -91,6 +90,19 @@ def test_left_right_confusion_by_hand():
     assert r["share_of_errors"] == 60.0 and r["points"] == 4
     with pytest.raises(UserError, match="flip_pairs"):
         E.left_right_confusion(_emb([0, 1], ["a", "b"]), np.array([[1], [0]]))
+
+
+def test_twins_nearer_than_their_own_type_end_to_end():
+    """2 images on a line: each left point lies 1 from the other image's right twin, noses sit together."""
+    z = np.array([[0.0], [5.0], [100.0], [6.0], [1.0], [101.0]])             # image 0: L R N, image 1: L R N
+    e = E.Embeddings(z=z, kind=np.array([1, 2, 0, 1, 2, 0]), image=np.array([0, 0, 0, 1, 1, 1]), cls=np.zeros(6, int),
+                     xy=np.zeros((6, 2)), names=["nose", "left_eye", "right_eye"], flip_pairs=[(1, 2)])
+    nb = E.neighbours(e.z, e.image, 1)
+    assert nb[:, 0].tolist() == [4, 3, 5, 1, 0, 2]
+    assert E.knn_accuracy(e, nb)["accuracy"] == pytest.approx(100 / 3)
+    assert E.knn_accuracy(e, nb)["confusion"].tolist() == [[2, 0, 0], [0, 0, 2], [0, 2, 0]]
+    r = E.left_right_confusion(e, nb)
+    assert r["rate"] == r["left_to_right"] == r["right_to_left"] == r["share_of_errors"] == 100.0
 
 
 def test_silhouette_by_hand():
@@ -181,6 +193,16 @@ def test_model_paths(tmp_path):
         X.model_paths({"x": str(tmp_path / "nope")})
 
 
+def _event(fig, event, picks=(), selector=None):
+    """What the browser sends plotly's FigureWidget on a click / hover / selection / deselect: (trace, point) pairs.
+    plotly then calls every trace's callbacks of that event, in trace order, with that trace's points."""
+    fig._js2py_pointsCallback = {"event_type": f"plotly_{event}", "selector": selector, "device_state": None,
+                                 "points": {"trace_indexes": [t for t, _ in picks],
+                                            "point_indexes": [p for _, p in picks],
+                                            "xs": [float(fig.data[t].x[p]) for t, p in picks],
+                                            "ys": [float(fig.data[t].y[p]) for t, p in picks]}}
+
+
 def test_explorer_controls_recompute_and_cache(ex, small_test):
     v = ex.view()
     assert v["model"] == "a" and v["points"] == 60 and v["types"] == small_test.meta.keypoints
@@ -189,60 +211,94 @@ def test_explorer_controls_recompute_and_cache(ex, small_test):
     ex.w["model"].value = "b"                                                  # the dropdown's callback
     assert ex.model_name == "b" and ex.fig.layout.title.text.startswith("b:") and len(ex.cache) == 2
     assert np.array_equal(ex.idx, ex.cache[("a", 20.0, tuple(range(16)))][0])  # same points, another model
+    assert not np.allclose(ex.xy, xy_a)                                        # another model's map
     ex.w["model"].value = "a"
     assert ex.xy is xy_a and len(ex.cache) == 2                                # back: from the cache
     ex.w["types"].value = ("left_eye", "right_eye")
     assert ex.types == (1, 2) and set(ex.view()["kind"]) <= {1, 2} and [t.name for t in ex.fig.data] == [
         "left_eye", "right_eye"]
-    ex.w["perplexity"].value = 2
+    xy_eyes = ex.xy
+    ex.w["perplexity"].value = 2                                               # the slider: a new t-SNE
     assert ex.perplexity == 2.0 and ex.view()["effective_perplexity"] == 2.0 and ("a", 2.0, (1, 2)) in ex.cache
+    assert ex.xy.shape == xy_eyes.shape and not np.allclose(ex.xy, xy_eyes)
+    assert sum(len(t.x) for t in ex.fig.data) == len(ex.idx) and np.allclose(ex.fig.data[0].x, ex.xy[
+        ex.fig.data[0].customdata, 0])                                         # the plot shows the new map
     ex.set_types(range(16))
-    assert ex.w["types"].value == tuple(small_test.meta.keypoints)   # widgets follow the methods
+    assert ex.w["types"].value == tuple(small_test.meta.keypoints)             # widgets follow the methods
     ex.set_perplexity(20)
-    assert ex.xy is xy_a
+    assert ex.xy is xy_a and ex.w["perplexity"].value == 20
 
 
-def test_explorer_click_shows_the_keypoint_and_its_heatmap(ex, small_test):
+def test_explorer_click_and_hover_show_the_keypoint_and_its_heatmap(ex, small_test):
     ex.select_model("a")
-    tr = max(ex.fig.data, key=lambda t: len(t.x))
-    ex._click(tr, Points(point_inds=[2], xs=[], ys=[], trace_name=tr.name, trace_index=0), None)
+    t = max(range(len(ex.fig.data)), key=lambda j: len(ex.fig.data[j].x))
+    tr = ex.fig.data[t]
+    _event(ex.fig, "click", [(t, 2)])
     d, e = ex.detail, ex.emb()
     row = ex.idx[int(tr.customdata[2])]
     assert d["point"] == int(tr.customdata[2]) and d["image"] == e.image[row] and d["name"] == tr.name
     kp = small_test.keypoints[d["image"], d["kind"]]
     assert kp[2] == 2 and d["xy"] == pytest.approx((float(kp[0]), float(kp[1])))
     x, y, h = int(kp[0]), int(kp[1]), ex.patch_size // 2
+    assert d["patch"].shape == (3, ex.patch_size, ex.patch_size)
     assert torch.equal(d["patch"][:, h, h], small_test.images[d["image"], :, y, x])   # the keypoint's pixel
     assert d["heatmap"].shape == (16, 16) and ex.w["detail"].value[:4] == b"\x89PNG"
     m, _ = ex.model("a")
     with torch.no_grad():
         want = m(small_test.batch([d["image"]])["image"])["heatmaps"][0, d["kind"]]
     assert torch.allclose(d["heatmap"], want)
-    other = next(j for j in range(len(tr.x)) if j != 2)
-    ex._hover(tr, Points(point_inds=[other], xs=[], ys=[], trace_name=tr.name, trace_index=0), None)
-    assert ex.detail["point"] == int(tr.customdata[other])
-    with pytest.raises(UserError, match="not on the map"):
-        ex.on_point(10_000)
-    with pytest.raises(UserError, match="must lie on the map"):
-        ex.on_select([0, 10_000])
+    _event(ex.fig, "hover", [(t, 2)])                                           # the shown point: no redraw
+    assert ex.detail is d
+    _event(ex.fig, "hover", [(t, 3)])
+    assert ex.detail["point"] == int(tr.customdata[3])
+    ex.set_perplexity(20)                                                      # a new map clears the detail
+    assert ex.detail is None and ex.w["detail"].value == b""
 
 
-def test_explorer_lasso_lists_the_images(ex, small_test):
+def test_explorer_box_and_lasso_list_the_images(ex, small_test):
     ex.select_model("a")
     e = ex.emb()
     tr = ex.fig.data[0]                                                        # lasso all points of one type
-    ex._lasso(tr, Points(point_inds=list(range(len(tr.x))), xs=[], ys=[], trace_name=tr.name, trace_index=0), None)
+    _event(ex.fig, "selected", [(0, j) for j in range(len(tr.x))],
+           {"type": "lasso", "selector_state": {"xs": [0, 1, 1], "ys": [0, 0, 1]}})
     imgs = e.image[ex.idx[np.asarray(tr.customdata, dtype=int)]]
     assert sorted(s["image"] for s in ex.selection) == sorted(imgs.tolist())   # one point per image and type
     assert all(s["points"] == 1 and s["types"] == [tr.name] for s in ex.selection)
-    pts = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+    picks = [(0, 0), (0, 1), (2, 0), (len(ex.fig.data) - 1, 0)]                # a box across three traces
+    _event(ex.fig, "selected", picks, {"type": "box", "selector_state": {"xrange": [-1, 1], "yrange": [-1, 1]}})
+    pts = [int(ex.fig.data[t].customdata[p]) for t, p in picks]
     imgs = e.image[ex.idx[pts]]
-    sel = ex.on_select(pts)
     counts = {int(i): int((imgs == i).sum()) for i in np.unique(imgs)}
-    assert {s["image"]: s["points"] for s in sel} == counts
-    assert [s["points"] for s in sel] == sorted(counts.values(), reverse=True)
-    assert sel[0]["id"] == small_test.ids[sel[0]["image"]] and sel[0]["id"] in ex.w["selection"].value
+    assert {s["image"]: s["points"] for s in ex.selection} == counts
+    assert [s["points"] for s in ex.selection] == sorted(counts.values(), reverse=True)
+    assert sum(len(s["types"]) for s in ex.selection) == 4
+    first = ex.selection[0]
+    assert first["id"] == small_test.ids[first["image"]] and first["id"] in ex.w["selection"].value
     assert ex.w["thumbs"].value[:4] == b"\x89PNG"
+    _event(ex.fig, "deselect")                                                 # double-click: cleared
+    assert ex.selection == [] and ex.w["thumbs"].value == b"" and "box/lasso" in ex.w["selection"].value
+
+
+def test_explorer_reuses_precomputed_embeddings_and_maps(ex):
+    e, (idx, xy) = ex.emb("a"), ex.cache[("a", 20.0, tuple(range(16)))]
+    ex2 = X.Explorer({"a": ex.paths["a"]}, ex.data, perplexity=20, embeddings={"a": e}, layouts={"a": (idx, xy)},
+                     widgets=False)
+    assert ex2.xy is xy and ex2.emb() is e and ex2._models == {} and ex2.ui is None   # nothing recomputed
+    assert ex2.on_select(range(len(idx)))[0]["points"] >= 1
+
+
+def test_explorer_on_a_paper_format_dataset(tmp_path):
+    import realfixtures as R
+    from kpsemi import data
+    R.make_lsp(str(tmp_path))                                                  # 2 LSP test images, 14 joints
+    d = data.materialize(*datasets.records("lsp", "test", root=str(tmp_path)), 64, workers=1, progress=False)
+    _checkpoint(str(tmp_path / "lsp-run" / "best.pt"), 0, d)
+    ex = X.Explorer([str(tmp_path / "lsp-run")], d, perplexity=30)
+    v = ex.view()
+    assert v["model"] == "lsp-run" and v["points"] == int((d.keypoints[..., 2] == 2).sum())
+    assert v["effective_perplexity"] == (v["points"] - 1) / 3                  # capped for a small set
+    assert ex.on_point(0)["name"] in d.meta.keypoints and ex.detail["heatmap"].shape == (16, 16)
+    assert sorted(s["image"] for s in ex.on_select(range(v["points"]))) == [0, 1]
 
 
 def test_explorer_errors(ex, small_test, tmp_path):
@@ -256,6 +312,12 @@ def test_explorer_errors(ex, small_test, tmp_path):
         ex.set_perplexity(0)
     ex._control(ex.set_perplexity, -1)                                         # a widget callback: no raise
     assert "perplexity must be positive" in ex.w["status"].value and ex.perplexity == 20.0
+    with pytest.raises(UserError, match="source must be one of"):
+        X.Explorer({"a": ex.paths["a"]}, small_test, source="gt", widgets=False)
+    with pytest.raises(UserError, match="needs KeypointData"):
+        X.Explorer({"a": ex.paths["a"]}, "data/synthetic", widgets=False)
+    with pytest.raises(UserError, match="at least one model"):
+        X.Explorer({}, small_test, widgets=False)
     with pytest.raises(UserError, match="come from ground truth heatmaps"):
         X.Explorer({"a": ex.paths["a"]}, small_test, embeddings={"a": E.Embeddings(
             z=np.zeros((1, 64)), kind=np.zeros(1, int), image=np.zeros(1, int), cls=np.zeros(1, int),

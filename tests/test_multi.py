@@ -184,6 +184,46 @@ def test_honeybee_frames_and_subsets(tmp_path):
 def test_missing_honeybee_folder_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match="no honeybee train.json"):
         multi_data.honeybee(str(tmp_path))
+    with pytest.raises(DataError, match="made for other training frames"):
+        multi_data.honeybee_splits(list(range(30)), str(tmp_path / "s.json"))
+        multi_data.honeybee_splits(list(range(1, 31)), str(tmp_path / "s.json"))
+    with pytest.raises(DataError, match="there are 20 training frames"):
+        multi_data.honeybee_splits(list(range(20)), str(tmp_path / "t.json"))
+
+
+def _coco(tmp_path, edit):
+    """A 2-image COCO keypoints file (K = 2) after `edit(doc)`; both images are 40x30 JPEGs."""
+    from PIL import Image
+    for n in ("a.jpg", "b.jpg"):
+        Image.new("RGB", (40, 30)).save(tmp_path / n)
+    doc = {"images": [{"id": 1, "file_name": "a.jpg", "width": 40, "height": 30},
+                      {"id": 2, "file_name": "b.jpg", "width": 40, "height": 30}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "keypoints": [5, 5, 2, 9, 9, 2], "area": 50},
+                           {"id": 2, "image_id": 1, "category_id": 1, "keypoints": [20, 5, 2, 25, 9, 1]}],
+           "categories": [{"id": 1, "name": "bee", "keypoints": ["head", "tail"], "skeleton": [[1, 2]]}]}
+    edit(doc)
+    path = tmp_path / "k.json"
+    path.write_text(json.dumps(doc))
+    return str(path)
+
+
+def test_coco_frames_group_instances_and_name_bad_rows(tmp_path):
+    meta, fr = multi_data.coco_frames(_coco(tmp_path, lambda d: None))
+    assert [len(f.keypoints) for f in fr] == [2, 0] and fr[0].size == (40, 30)
+    assert fr[0].areas.tolist() == pytest.approx([50.0, 6.0 * 4.8])   # given; else the box (extent 5x4 + 10 %)
+    d = multi_data.materialize(meta, fr, scale=0.5, progress=False)
+    assert d.images.shape == (2, 3, 32, 32) and d.valid[0].tolist() == [20, 15]
+    assert d.keypoints[0, 1].tolist() == [[10.0, 2.5, 2.0], [12.5, 4.5, 1.0]]     # working px = 0.5 x original
+    bad = {"repeats an earlier annotation's id": lambda d: d["annotations"][1].update(id=1),
+           r"annotations\[0\]\): 'area' must be a number": lambda d: d["annotations"][0].update(area="big"),
+           r"images\[1\] repeats image id": lambda d: d["images"][1].update(id=1),
+           r"images\[0\] \(id 1\): width and height": lambda d: d["images"][0].update(width=40.5)}
+    for msg, edit in bad.items():
+        with pytest.raises(DataError, match=msg):
+            multi_data.coco_frames(_coco(tmp_path, edit))
+    meta, fr = multi_data.coco_frames(_coco(tmp_path, lambda d: d["images"][0].update(width=41)))
+    with pytest.raises(DataError, match="a.jpg: image is 40x30 but its annotation file says 41x30"):
+        multi_data.materialize(meta, fr, progress=False)
 
 
 def test_smoke_runs_branch_exactly_and_write_metrics(tmp_path):
@@ -202,3 +242,26 @@ def test_smoke_runs_branch_exactly_and_write_metrics(tmp_path):
     a = torch.load(tmp_path / "scratch" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "rows" / "semi" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_summary_table_of_rows():
+    rows = [{"method": "SemiMultiPose", "train_set": "train25", "test_ap": a} for a in (0.5, 0.7)]
+    rows.append({"method": "DirectPose", "train_set": "train5", "test_ap": 0.25})
+    t = {r["method"]: r for r in multi_train.summarize(rows)}
+    assert t["SemiMultiPose"]["AP-25"] == "0.600 ± 0.100 (n=2)" and t["SemiMultiPose"]["paper AP-25"] == "0.837"
+    assert t["DirectPose"]["AP-5"] == "0.250" and "AP-135" not in t["DirectPose"]
+
+
+def test_reproduce_command_smp(tmp_path, capsys):
+    from kpsemi import cli
+    with pytest.raises(SystemExit) as e:
+        cli.main(["reproduce", "--table", "smp", "--train-sets", "train7", "--out", str(tmp_path)])
+    assert e.value.code == 2 and "unknown honeybee training set 'train7'" in capsys.readouterr().err
+    root = shared("honeybee")
+    cli.main(["reproduce", "--table", "smp", "--preset", "smoke", "--root", root, "--train-sets", "train5",
+              "--out", str(tmp_path)])
+    md = (tmp_path / "tablesmp" / "smp.md").read_text()
+    assert "| SemiMultiPose-labeled |" in md and "0.776" in md and "0.734" in md      # the seed's Train5 numbers
+    assert (tmp_path / "tablesmp" / "curves-train5-0.png").exists()
+    runs = (tmp_path / "tablesmp" / "runs.csv").read_text().splitlines()
+    assert len(runs) == 4 and runs[1].startswith("train5,0,DirectPose,")

@@ -16,9 +16,41 @@ from kpsemi import nbtools, report
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.ipynb")))
 PCT = (0.0, 100.0)
+ANY = (-math.inf, math.inf)
 EXPECTED = {
     "00_overview": {"test_pck_supervised_5": PCT, "test_pck_ours_5": PCT, "test_pck_supervised_100": PCT,
-                    "gap_closed_percent": (-math.inf, math.inf)},
+                    "gap_closed_percent": ANY},
+    "01_data_and_splits": {"n_train": (1, 1e6), "keypoints": (16, 16), "classes": (8, 8), "visible_percent": PCT,
+                           "hidden_percent": PCT, "outside_percent": PCT, "decode_error_px": (0.0, 0.05),
+                           "warp_agreement_px": (0.0, 1.0), "splits_nested": (1, 1), "labeled_5_percent": (1, 1e5)},
+    "02_supervised_baseline": {"test_pck_5": PCT, "test_pck_100": PCT, "swap_rate_low": PCT,
+                               "swap_rate_high": PCT, "drop_low_vs_high": (-100.0, 100.0)},
+    "03_semantic_consistency": {"test_pck_sup": PCT, "test_pck_sup_sc": PCT, "kcn_accuracy": PCT,
+                                "swap_rate_sup": PCT, "swap_rate_sup_sc": PCT},
+    "04_equivariance_invariance": {"te_of_equivariant_map": (0.0, 1e-9), "elt_of_equivariant_map": (1e-6, 1.0),
+                                   "test_pck_supervised": PCT, "test_pck_te": PCT, "test_pck_ti": PCT,
+                                   "test_pck_te_ti": PCT, "test_pck_elt": PCT},
+    "05_ablation": {f"test_pck_{r}_5": PCT for r in ("te_ti_sc", "te_ti", "sc", "ti_sc", "te_sc", "ti",
+                                                      "supervised")},
+    "06_unlabeled_amount_and_gt": {"test_pck_supervised_5": PCT, "test_pck_pool_10": PCT, "test_pck_pool_100": PCT,
+                                   "test_pck_with_gt": PCT, "test_pck_without_gt": PCT},
+    "07_loss_weights": {"test_pck_sc_0.1": PCT, "test_pck_sc_1": PCT},
+    "08_baselines": {**{f"test_pck_{r}": PCT for r in ("supervised", "pl", "elt", "gen", "ours")},
+                     "pl_pseudo_images": (0, 1e6), "pl_pseudo_label_pck": PCT,
+                     **{f"seqmt_{m}_{r}": PCT for m in ("error", "pck") for r in ("L", "L_A", "L_ELT", "L_ELT_A")}},
+    "09_weak_supervision": {"classifier_accuracy": PCT, "precision": PCT, "recall": PCT, "random_precision": PCT,
+                            "random_recall": PCT, "precision_unrefined": PCT, "precision_coarse_only": PCT,
+                            "precision_fine_only": PCT, "detections_per_image": (0.0, 10.0)},
+    "10_embeddings_tsne": {**{f"{m}_{r}": PCT for m in ("knn_accuracy", "left_right_confusion", "test_pck")
+                              for r in ("supervised", "semi")},
+                           **{f"{m}_{r}": (-1.0, 1.0) for m in ("silhouette", "silhouette_64d")
+                              for r in ("supervised", "semi")},
+                           "knn_chance": PCT, "points": (1, 1e7)},
+    "11_multi_animal": {"test_ap_supervised": (0.0, 1.0), "test_ap_labeled": (0.0, 1.0), "test_ap_semi": (0.0, 1.0),
+                        "semi_minus_supervised": (-1.0, 1.0), "oracle_ap": (0.8, 1.0), "fusion_grad_b2": (0.0, 0.0),
+                        "fusion_grad_b3": (1e-9, math.inf)},
+    "12_single_run": {"test_pck": PCT, "val_pck": PCT, "steps": (1, 1e7), "seconds": (0.0, 1e7),
+                      "n_labeled": (1, 1e7), "n_unlabeled": (0, 1e7)},
 }
 
 

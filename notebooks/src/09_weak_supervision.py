@@ -230,27 +230,29 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **What we measured** (demo preset, one run on a busy 2-core CPU, about 5 minutes: `vgg_small` trained from
-# scratch for 300 steps reaches 70.9 % test accuracy; 120 test crops through the detector):
+# **What we measured** (demo preset, one run, 7.7 minutes wall on a 2-core CPU shared with other jobs, 2.5 minutes
+# of CPU time: `vgg_small` trained from scratch for 300 steps reaches 70.9 % test accuracy; 120 test crops through
+# the detector):
 #
 # | detector | precision % | recall % | random points in the box: P / R % |
 # |---|---|---|---|
-# | coarse only (λ = 1) | 21.2 | 5.2 | 36.0 / 9.4 |
-# | fine only (λ = 0) | 45.4 | 37.3 | 35.6 / 27.9 |
-# | both (λ = 0.3), the seed's pipeline | 45.5 | 33.1 | 35.3 / 23.7 |
-# | both, without Förstner | 47.7 | 34.2 | 35.3 / 23.7 |
+# | coarse only (λ = 1) | 27.1 | 6.7 | 37.1 / 10.0 |
+# | fine only (λ = 0) | 50.5 | 40.9 | 36.0 / 28.7 |
+# | both (λ = 0.3), the seed's pipeline | 47.2 | 35.4 | 35.9 / 24.7 |
+# | both, without Förstner | 48.1 | 36.2 | 35.9 / 24.7 |
 #
-# - The weak keypoints beat random points in the box by about 10 points of precision and recall (random points
-#   anywhere in the crop: 19.7 % / 13.8 %). Class labels do carry keypoint information.
+# - The weak keypoints beat as many random points in the box by about 11 points of precision and of recall
+#   (random points anywhere in the crop: 19.9 % / 14.3 %). Class labels do carry keypoint information.
 # - The occlusion map alone peaks in the middle of the body — the coat is what tells the species apart — and
 #   lands far *below* random: the torso holds no keypoint. Guided backpropagation draws outlines, paws, heads and
-#   tails and does all the localising; the coarse map, as a soft gate, only keeps points on the animal (on the
-#   validation crops, where λ and τ were chosen, fine-only was as good or slightly better).
+#   tails and does all the localising; the coarse map, used as a soft gate, keeps points on the animal but here
+#   costs a few points against guided backprop alone (as on the validation crops used to choose λ and τ).
 # - Förstner snaps points to image corners, which in a striped or spotted coat are as often pattern as keypoints:
-#   it costs about 2 points of precision here.
-# - The salient keypoint is the withers for 6 of the 8 species (tail base for the tiger, a hind paw for the
-#   cow) — our version of the seed's "body": the network finds the parts it needs for *its* task, and those are
-#   only partly the parts we would label.
+#   it costs about 1 point of precision here.
+# - The salient keypoint is a paw or knee for five species (tiger, cheetah, zebra, wolf, cow) and the withers for
+#   bear, giraffe and panther, each with only 11–25 % of the species' matched detections — our version of the
+#   seed's "body" and "headlight": the network finds the parts it needs for *its* task, and those are only partly
+#   the parts we would label.
 
 # %%
 report.record({"classifier_accuracy": acc, "precision": metrics["precision"], "recall": metrics["recall"],

@@ -22,6 +22,7 @@
 
 # %% tags=["parameters"]
 preset = None            # "smoke" | "demo" | "paper"; None: $KPSEMI_PRESET, else "demo"
+dataset = None           # None: the embedded set; "lsp" | "mpii" | "cub" | "atrw" after `kpsemi data download`
 labeled = 0.05           # labeled fraction, the same for both models
 split_seed = 0
 source = "predicted"     # heatmaps that pool z: "predicted" (the model's own) or "ground truth"
@@ -36,10 +37,11 @@ import numpy as np
 
 from kpsemi import config, datasets, embeddings, experiment, explorer, report, train
 
-cfg = config.get(preset)
+cfg = config.get(preset, dataset=dataset)
 out = report.notebook_dir("10_embeddings_tsne", out_dir)
 max_points = max_points or config.by_preset(cfg.preset, smoke=300, demo=2000, paper=5000)
-print(f"preset {cfg.preset}: {cfg.backbone} at {cfg.input_size} px; z from {source} heatmaps; results in {out}")
+print(f"preset {cfg.preset}, {cfg.dataset}: {cfg.backbone} at {cfg.input_size} px; z from {source} heatmaps; "
+      f"results in {out}")
 
 # %% [markdown]
 # ## Two models, the same labels
@@ -53,10 +55,11 @@ print(f"preset {cfg.preset}: {cfg.backbone} at {cfg.input_size} px; z from {sour
 runs = {"supervised": ("sup",), "semi-supervised": ("sup", "sc", "te", "ti")}
 results, folders = {}, {}
 for name, losses in runs.items():
-    results[name], folders[name] = experiment.cached(config.get(cfg.preset, losses=losses, labeled=labeled,
-                                                                split_seed=split_seed), progress=True)
-print(report.markdown([{"model": n, "losses": "+".join(m["losses"]), "test PCK@0.1": round(m["test_pck"], 2),
-                        "steps": m["steps"], "seconds": round(m["seconds"])} for n, m in results.items()]))
+    run_cfg = config.get(cfg.preset, dataset=cfg.dataset, losses=losses, labeled=labeled, split_seed=split_seed)
+    results[name], folders[name] = experiment.cached(run_cfg, progress=True)
+print(report.markdown([{"model": n, "losses": "+".join(m["losses"]),
+                        f"test {m['metric']}": round(m["test_pck"], 2), "steps": m["steps"],
+                        "seconds": round(m["seconds"])} for n, m in results.items()]))
 
 # %% [markdown]
 # ## One embedding per visible keypoint of the test set
@@ -86,7 +89,7 @@ print(f"{len(e0)} visible keypoints in {len(np.unique(e0.image))} test images, {
 # %%
 ana = {name: embeddings.analyse(e, k=k, perplexity=perplexity, max_points=max_points, desc=name)
        for name, e in embs.items()}
-chance = 100.0 * np.bincount(e0.kind).max() / len(e0)
+chance = 100.0 * float(np.bincount(e0.kind).max()) / len(e0)
 print(report.markdown([{"model": n, f"{k}-NN accuracy %": a["knn_accuracy"], "silhouette 2-D": a["silhouette_2d"],
                         "silhouette 64-d": a["silhouette_64d"], "left->right twin %": a["left_right"]["left_to_right"],
                         "right->left twin %": a["left_right"]["right_to_left"],
@@ -132,8 +135,12 @@ plt.show()
 # Choose a model, the keypoint types to show and the perplexity; **hover or click** a point to see the crop, the
 # patch around that keypoint and the heatmap that pooled its *z*; **box- or lasso-select** a region (plotly's
 # toolbar) to list the images in it, e.g. a stray island of left eyes inside the right-eye cluster. Maps are
-# cached per (model, perplexity, types). `explorer.Explorer` takes any KeypointData the kit loads and a dict of
-# name -> best.pt (or a list of run folders).
+# cached per (model, perplexity, types); the state lives in plain methods (`select_model`, `set_types`,
+# `set_perplexity`, `on_point`, `on_select`) that the widgets call, so you can also drive it from code.
+#
+# `explorer.Explorer` takes any KeypointData the kit loads and a dict of name -> best.pt (or a list of run
+# folders), e.g. your own COCO data and runs: `explorer.Explorer(["runs/mine"], datasets.load("coco", "test", 256,
+# json="test.json"))` (the crops must have the models' input size).
 
 # %%
 ex = explorer.Explorer(folders, test, source=source, perplexity=perplexity, max_points=max_points,

@@ -13,7 +13,8 @@
 # %% tags=["parameters"]
 preset = None                     # "smoke" | "demo" | "paper"; None: $KPSEMI_PRESET, else "demo"
 dataset = "synthetic"             # synthetic | lsp | mpii | cub | atrw (ignored for COCO / DLC data)
-losses = ["sup", "sc", "te", "ti"]
+losses = ["sup", "sc", "te", "ti"]  # also the baselines' gen, attr, elt_lm (see 08_baselines)
+method = "standard"               # "standard" (train with `losses`) | "pl" (pseudo-labels)
 labeled = 0.05
 split_seed = 0
 unlabeled_fraction = 1.0
@@ -36,7 +37,7 @@ from kpsemi import config, draw, evaluate, experiment, report, train
 cfg = config.get(preset)
 cfg = config.get(cfg.preset, dataset=dataset, losses=tuple(losses), labeled=labeled, split_seed=split_seed,
                  unlabeled_fraction=unlabeled_fraction, gt_in_unsup=gt_in_unsup,
-                 weights={**cfg.weights, **weights})
+                 weights={**cfg.weights, **weights}, method=method)
 spec = experiment.DataSpec(train_json=train_json, val_json=val_json, test_json=test_json,
                            unlabeled_dir=unlabeled_dir, dlc_project=dlc_project)
 out = report.notebook_dir("12_single_run", out_dir)
@@ -79,6 +80,7 @@ fig = draw.grid(test, range(min(12, len(test))), cols=6, pred=pred)
 plt.show()
 
 # %%
-report.record({"test_pck": m["test_pck"], "val_pck": m["val_pck"], "steps": m["steps"], "seconds": m["seconds"],
+report.record({"test_pck": m["test_pck"], "val_pck": m["val_pck"], "test_error_percent": m["test_error_percent"],
+               "steps": m["steps"], "seconds": m["seconds"],
                "n_labeled": m["n_labeled"], "n_unlabeled": m["n_unlabeled"],
                "test_per_keypoint": m["test_per_keypoint"]}, "12_single_run", out_dir, cfg.preset)
