@@ -72,7 +72,10 @@ def load_data(cfg, spec=None, progress=True):
     else:
         kw = dict(synth_size=cfg.synth_size, seed=cfg.data_seed)
         train, val, test = (datasets.load(cfg.dataset, s, S, progress=progress, **kw) for s in ("train", "val", "test"))
-    sp = splits.get(train.meta.name, train.ids)
+    split_name = train.meta.name
+    if spec.train_json or spec.dlc_project:     # own data: one split file per training set, never a name clash
+        split_name += "-" + splits.digest(train.ids)[:8]
+    sp = splits.get(split_name, train.ids)
     labeled = torch.as_tensor(sp.labeled(cfg.labeled, cfg.split_seed))
     unlabeled = torch.as_tensor(sp.unlabeled(cfg.labeled, cfg.split_seed, cfg.unlabeled_fraction))
     if extra is not None:
@@ -143,7 +146,8 @@ def run_dir(cfg, spec=None):
     """A folder under results/runs/ named by the run's configuration, so notebooks share identical runs."""
     import hashlib
     from kpsemi.paths import results_dir
-    key = json.dumps({"cfg": C.to_dict(cfg), "spec": vars(spec) if spec else None}, sort_keys=True)
+    own = spec is not None and any(v is not None for k, v in vars(spec).items() if k != "video_frames")
+    key = json.dumps({"cfg": C.to_dict(cfg), "spec": vars(spec) if own else None}, sort_keys=True)
     h = hashlib.sha1(key.encode()).hexdigest()[:10]
     name = f"{cfg.dataset}-{'+'.join(cfg.losses)}-{cfg.labeled:g}-s{cfg.split_seed}-{cfg.preset}-{h}"
     return os.path.join(results_dir(), "runs", name)

@@ -3,8 +3,10 @@
     python -m kpsemi reproduce --table {1,2,3,4,fig3,seqmt} --preset P [--datasets ...] [--seeds ...] --out DIR
 
 Every grid cell (dataset x row x label fraction x seed) runs notebooks/12_single_run.ipynb through papermill in
-its own kernel process and writes only DIR/cells/<cell id>/ (the executed notebook, the run, metrics.json). A cell
-whose metrics.json exists is skipped, so a killed reproduction resumes where it stopped. Cells go through one
+its own kernel process and writes DIR/cells/<cell id>/ (the executed notebook, metrics.json); the training run itself
+is the shared results/runs/<configuration>/ folder (experiment.cached), so a run a notebook already did is reused.
+A cell whose metrics.json exists is skipped, and a killed run resumes, so a killed reproduction goes on where it
+stopped. Cells go through one
 small executor interface (`SequentialExecutor` runs them one after another here; another executor can send them
 to several GPUs or a cluster without touching the tables). The tables are mean +- std over seeds, as Markdown and
 CSV, with the paper's numbers and the difference for the datasets the paper has. `seqmt` is Honari et al.'s

@@ -30,6 +30,11 @@ def _digest(ids):
     return hashlib.sha1("\n".join(ids).encode()).hexdigest()[:16]
 
 
+def digest(ids):
+    """A short fingerprint of a list of training ids (names the split file of a user's own dataset)."""
+    return _digest([str(i) for i in ids])
+
+
 def make(ids, seeds=SEEDS, fractions=FRACTIONS, unlabeled_fractions=UNLABELED_FRACTIONS, base_fraction=0.05):
     """The split document for training ids (list of str)."""
     ids = [str(i) for i in ids]

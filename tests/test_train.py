@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from kpsemi import config, experiment, losses
+from kpsemi import config, experiment, losses, splits
 from kpsemi.train import TrainingError
 
 
@@ -56,13 +56,15 @@ def test_train_cli_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "magic" in r.stderr
 
 
-def test_own_coco_data_with_unlabeled_folder(tmp_path, smoke_dir):
+def test_own_coco_data_with_unlabeled_folder(tmp_path, smoke_dir, monkeypatch):
     """A COCO train/val/test triple + a folder of unlabeled images: labeled fraction picks from the train JSON,
     the rest and the folder become the unlabeled pool."""
     spec = experiment.DataSpec(train_json=os.path.join(smoke_dir, "train.json"),
                                val_json=os.path.join(smoke_dir, "val.json"),
                                test_json=os.path.join(smoke_dir, "test.json"),
                                unlabeled_dir=os.path.join(smoke_dir, "images", "val"))
+    monkeypatch.setenv("KPSEMI_DATA", str(tmp_path / "data"))          # its split file and crops stay out of data/
     train, val, test, lab, unl = experiment.load_data(_cfg(labeled=0.1), spec)
+    assert os.listdir(tmp_path / "data" / "splits") == [f"coco-train-{splits.digest(train.ids[:240])[:8]}.json"]
     assert len(lab) == 24 and len(unl) == 240 - 24 + 60 and len(train) == 300
     assert not train.labeled[240:].any() and not (set(lab.tolist()) & set(unl.tolist()))

@@ -25,7 +25,7 @@ val_json = None
 test_json = None
 unlabeled_dir = None
 dlc_project = None
-out_dir = None                    # None: results/12_single_run/
+out_dir = None                    # None: results/12_single_run/ (the run itself: results/runs/, shared)
 
 # %%
 import json
@@ -45,11 +45,13 @@ print(json.dumps(config.to_dict(cfg), indent=None)[:400], "...")
 
 # %% [markdown]
 # ## Train
-# Batches mix labeled and unlabeled crops (50 % / 50 %); validation PCK is checked every `eval_every` steps, the
+# The run lives in `results/runs/<configuration>/` (metrics.json, history.jsonl, best.pt, last.pt), shared with
+# every notebook that asks for the same configuration; a killed run resumes. Batches mix labeled and unlabeled
+# crops (50 % / 50 %); validation PCK is checked every `eval_every` steps, the
 # best weights are kept and training stops when validation stops improving (`patience`) or at `max_steps`.
 
 # %%
-m = experiment.run_or_load(cfg, f"{out}/run", spec, progress=True)
+m, run = experiment.cached(cfg, spec, progress=True)   # reused when any notebook already ran this configuration
 print(f"test {m['metric']} {m['test_pck']:.2f} (val {m['val_pck']:.2f}) after {m['steps']} steps, "
       f"{m['seconds']:.0f} s; {m['n_labeled']} labeled / {m['n_unlabeled']} unlabeled training samples")
 
@@ -57,7 +59,7 @@ print(f"test {m['metric']} {m['test_pck']:.2f} (val {m['val_pck']:.2f}) after {m
 # ## Learning curve and per-keypoint accuracy
 
 # %%
-hist = [json.loads(line) for line in open(f"{out}/run/history.jsonl")]
+hist = [json.loads(line) for line in open(f"{run}/history.jsonl")]
 fig, (a, b) = plt.subplots(1, 2, figsize=(12, 3.4))
 a.plot([h["step"] for h in hist], [h["val_pck"] for h in hist], "o-")
 a.set_xlabel("step")
@@ -74,7 +76,7 @@ plt.show()
 
 # %%
 _, _, test, _, _ = experiment.load_data(cfg, spec, progress=False)
-model, c, _ = train.load_model(f"{out}/run/best.pt")
+model, c, _ = train.load_model(f"{run}/best.pt")
 pred, _ = evaluate.predict(model, test.subset(range(min(12, len(test)))), c["stride"])
 fig = draw.grid(test, range(min(12, len(test))), cols=6, pred=pred)
 plt.show()
