@@ -12,7 +12,8 @@ from kpsemi.records import Meta, UserError
 
 # ---- extraction ---------------------------------------------------------------------------------------------------
 class Stub(torch.nn.Module):
-    """Features (B, 3, 4, 4) = image mean * (1, 2, 3) everywhere, heatmaps 0.5: z = 0.5 * mean * (1, 2, 3)."""
+    """Features (B, 16, 4, 4): channel c is image mean * (one-hot of heatmap pixel c), so z_i = mean * h_i flattened
+    (GMP of F * h_i picks h_i at pixel c in channel c); predicted heatmaps are 0.5 everywhere."""
 
     def __init__(self, k=2):
         super().__init__()
@@ -20,12 +21,12 @@ class Stub(torch.nn.Module):
 
     def forward(self, images):                                              # (B, 3, 16, 16)
         m = images.mean((1, 2, 3))[:, None, None, None]
-        return {"features": m * torch.arange(1.0, 4.0).view(1, 3, 1, 1).expand(-1, -1, 4, 4),
+        return {"features": m * torch.eye(16).view(1, 16, 4, 4),
                 "heatmaps": torch.full((images.shape[0], self.num_keypoints, 4, 4), 0.5)}
 
 
 def _tiny():
-    """3 images of 16 px, 2 keypoints at (6, 10) (heatmap cell (2, 1) centre for stride 4); v per image below."""
+    """3 images of 16 px, 2 keypoints at (6, 10): heatmap row 2, column 1 for stride 4; v per image below."""
     n, S = 3, 16
     images = torch.stack([torch.full((3, S, S), 51 * i, dtype=torch.uint8) for i in range(1, n + 1)])
     kp = torch.tensor([[6.0, 10.0, 0.0]]).repeat(n, 2, 1)
@@ -43,9 +44,10 @@ def test_extract_keeps_visible_keypoints_and_pools_the_heatmaps():
     assert e.kind.tolist() == [0, 0, 1, 1] and e.image.tolist() == [0, 1, 1, 2] and e.cls.tolist() == [0, 1, 1, -1]
     assert np.allclose(e.xy, [[6, 10]] * 4) and e.flip_pairs == [(0, 1)] and e.source == "predicted"
     means = np.array([0.2, 0.4, 0.4, 0.6])                                   # 51 / 255 * (1, 2, 2, 3)
-    assert np.allclose(e.z, 0.5 * means[:, None] * [1, 2, 3], atol=1e-6)
-    g = E.extract(Stub(), d, source="ground truth", batch_size=1, progress=False)  # Gaussian peak 1 at (2, 1)
-    assert np.allclose(g.z, means[:, None] * [1, 2, 3], atol=1e-6)
+    assert e.z.shape == (4, 16) and np.allclose(e.z, 0.5 * means[:, None], atol=1e-6)
+    g = E.extract(Stub(), d, source="ground truth", stride=4, sigma=1.0, batch_size=1, progress=False)
+    gauss = np.exp(-((np.arange(4)[:, None] - 2) ** 2 + (np.arange(4) - 1) ** 2) / 2).ravel()   # peak at row 2, col 1
+    assert np.allclose(g.z, means[:, None] * gauss, atol=1e-6) and (g.z.argmax(1) == 9).all()
     assert np.array_equal(e.subset([1, 3]).image, [1, 2])
 
 
@@ -171,7 +173,7 @@ def _checkpoint(path, seed, data, **cfg_kw):
 
 
 @pytest.fixture(scope="module")
-def small_test(tmp_path_factory):
+def small_test():
     from kpsemi import synth
     synth.ensure("smoke", 0, progress=False)
     return datasets.load("synthetic", "test", 64, synth_size="smoke", progress=False).subset(range(12))

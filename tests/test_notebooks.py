@@ -41,7 +41,8 @@ EXPECTED = {
     "09_weak_supervision": {"classifier_accuracy": PCT, "precision": PCT, "recall": PCT, "random_precision": PCT,
                             "random_recall": PCT, "precision_unrefined": PCT, "precision_coarse_only": PCT,
                             "precision_fine_only": PCT, "detections_per_image": (0.0, 10.0)},
-    "10_embeddings_tsne": {**{f"{m}_{r}": PCT for m in ("knn_accuracy", "left_right_confusion", "test_pck")
+    "10_embeddings_tsne": {**{f"{m}_{r}": PCT for m in ("knn_accuracy", "knn_accuracy_gt_heatmaps",
+                                                         "left_right_confusion", "test_pck")
                               for r in ("supervised", "semi")},
                            **{f"{m}_{r}": (-1.0, 1.0) for m in ("silhouette", "silhouette_64d")
                               for r in ("supervised", "semi")},
