@@ -32,8 +32,7 @@ from kpsemi.records import UserError
 from kpsemi.train import Sampler, TrainingError
 
 METHODS = multi_eval.NAMES          # method -> the row name in the seed's table
-_LABELED_ROW = {"Train135": 0.847, "Train25": 0.824, "Train5": 0.743}   # seed 002 Table 1; not in paper.py
-PAPER_AP = {m: {ts.lower(): ap for ts, ap in paper.SMP_HONEYBEE.get(name, _LABELED_ROW).items()}
+PAPER_AP = {m: {ts.lower(): ap for ts, ap in paper.SMP_HONEYBEE[name].items()}
             for m, name in METHODS.items()}                                    # method -> train set -> AP
 
 
@@ -397,7 +396,8 @@ def reproduce_table(preset=None, train_sets=("train5", "train25"), seeds=(0,), r
         ax = multi_eval.plot_curves(res, cfg, title=f"honeybee {ts} subset {s}: test OKS AP ({cfg.preset})")
         ax.figure.savefig(os.path.join(out_dir, f"curves-{ts}-{s}.png"), dpi=110, bbox_inches="tight")
         plt.close(ax.figure)
-    runs = [{k: (f"{v:.3f}" if isinstance(v, float) else v) for k, v in r.items() if k != "history"} for r in rows]
+    runs = [{k: (f"{v:.0f}" if k == "seconds" else f"{v:.3f}" if isinstance(v, float) else v)
+             for k, v in r.items() if k != "history"} for r in rows]
     head = (f"SemiMultiPose honeybee test OKS AP (0.50:0.95, sigma^2 = 1) at preset {cfg.preset}: {cfg.backbone}, "
             f"frames at {cfg.scale:g} x 1280x720, {cfg.max_steps} steps (alpha L_fl from {cfg.fl_start}, "
             f"beta L_fu from {cfg.fu_start}); the seed: ResNet-50 ImageNet, full frames, 15k iterations, mean of "

@@ -71,6 +71,7 @@ SEQMT_HGR1 = {
 # SemiMultiPose honeybee test OKS AP (0.5:0.95) for Train135 / Train25 / Train5
 SMP_HONEYBEE = {
     "SemiMultiPose": {"Train135": 0.853, "Train25": 0.837, "Train5": 0.776},
+    "SemiMultiPose-labeled": {"Train135": 0.847, "Train25": 0.824, "Train5": 0.743},
     "DirectPose": {"Train135": 0.846, "Train25": 0.819, "Train5": 0.734},
     "SLEAP bottom-up": {"Train135": 0.811, "Train25": 0.779, "Train5": 0.662},
 }
