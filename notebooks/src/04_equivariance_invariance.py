@@ -32,8 +32,8 @@ out = report.notebook_dir("04_equivariance_invariance", out_dir)
 
 # %% [markdown]
 # ## TE vs ELT on a picture
-# A perfectly equivariant "network" (its heatmaps are the true Gaussians), and a warp g that shifts the image so
-# that some keypoints leave it. TE is exactly zero; ELT is not, because the inverse warp returns empty heatmaps
+# A perfectly equivariant "network" (its heatmaps of x are the true Gaussians, its heatmaps of g(x) are exactly
+# g applied to them), and a warp g that shifts the image so that some keypoints leave it. TE is exactly zero; ELT is not, because the inverse warp returns empty heatmaps
 # for the keypoints that left the image.
 
 # %%
@@ -43,7 +43,7 @@ S, hs = cfg.input_size, cfg.input_size // cfg.stride
 f_x = heatmaps.render(b["keypoints"], (hs, hs), cfg.stride, cfg.sigma)            # f(x): the true heatmaps
 g = torch.tensor([[[0.8, 0.0, 0.55], [0.0, 0.8, 0.2], [0.0, 0.0, 1.0]]])          # scale + shift right/down
 x_g = warp.warp(b["image"], g)
-f_gx = heatmaps.render(warp.warp_points(b["keypoints"], g, (S, S)), (hs, hs), cfg.stride, cfg.sigma)
+f_gx = warp.warp(f_x, g)           # f(g(x)) of a perfectly equivariant network: g applied to its heatmaps
 out_te = {"unsup": f_x, "heatmaps_g": f_gx, "H": g}
 te, elt = losses.transformation_equivariance(out_te), losses.equivariant_landmark_transformation(out_te)
 back = warp.warp(f_gx, torch.linalg.inv(g))
