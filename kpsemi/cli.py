@@ -148,9 +148,9 @@ def _reproduce(args):
         except ValueError:
             raise UserError(f"not a comma list of numbers: {s!r}") from None
 
-    if args.table == "smp":                        # SemiMultiPose honeybee table: kpsemi.multi_train, no papermill
-        from kpsemi import multi_train
-        print(multi_train.reproduce_table(preset, tuple(t.strip() for t in args.train_sets.split(",") if t.strip()),
+    if args.table == "smp":                        # SemiMultiPose honeybee table: kpsemi.multi_table, no papermill
+        from kpsemi import multi_table
+        print(multi_table.reproduce_table(preset, tuple(t.strip() for t in args.train_sets.split(",") if t.strip()),
                                           floats(args.seeds, int), args.root, os.path.join(args.out, "tablesmp")))
         print(f"\n(smp.md/.csv, runs.md/.csv and curves-*.png are in {args.out}/tablesmp/)")
         return

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from kpsemi import multi_data, multi_eval, multi_losses, multi_model, multi_train
+from kpsemi import multi_data, multi_eval, multi_losses, multi_model, multi_table, multi_train
 from kpsemi.records import DataError, Meta
 from tests.conftest import shared
 
@@ -247,7 +247,7 @@ def test_smoke_runs_branch_exactly_and_write_metrics(tmp_path):
 def test_summary_table_of_rows():
     rows = [{"method": "SemiMultiPose", "train_set": "train25", "test_ap": a} for a in (0.5, 0.7)]
     rows.append({"method": "DirectPose", "train_set": "train5", "test_ap": 0.25})
-    t = {r["method"]: r for r in multi_train.summarize(rows)}
+    t = {r["method"]: r for r in multi_table.summarize(rows)}
     assert t["SemiMultiPose"]["AP-25"] == "0.600 ± 0.100 (n=2)" and t["SemiMultiPose"]["paper AP-25"] == "0.837"
     assert t["DirectPose"]["AP-5"] == "0.250" and "AP-135" not in t["DirectPose"]
 

@@ -220,7 +220,7 @@ plt.show()
 # %% [markdown]
 # ## The seed's honeybee table
 # `python -m kpsemi reproduce --table smp --preset demo --root ../shared/datasets/honeybee` (the Python twin:
-# `multi_train.reproduce_table`) trains the three rows on the honeybee protocol: Train135, five Train25 and five
+# `multi_table.reproduce_table`) trains the three rows on the honeybee protocol: Train135, five Train25 and five
 # Train5 subsets (drawn once into `data/splits/honeybee-smp.json`), the 80 unlabeled frames plus, for Train25 /
 # Train5, the unused training frames without their labels, and the 30 test frames. It writes the seed's layout
 # (`smp.md`), one row per run (`runs.md`) and the test-AP curves of each subset (the seed's Fig. 3);
