@@ -6,9 +6,8 @@ Every grid cell (dataset x row x label fraction x seed) runs notebooks/12_single
 its own kernel process and writes DIR/cells/<cell id>/ (the executed notebook, metrics.json); the training run itself
 is the shared results/runs/<configuration>/ folder (experiment.cached), so a run a notebook already did is reused.
 A cell whose metrics.json exists is skipped, and a killed run resumes, so a killed reproduction goes on where it
-stopped. Cells go through one
-small executor interface (`SequentialExecutor` runs them one after another here; another executor can send them
-to several GPUs or a cluster without touching the tables). The tables are mean +- std over seeds, as Markdown and
+stopped. Cells go through one small executor interface (`SequentialExecutor` runs them one after another here;
+another executor can send them to several GPUs or a cluster without touching the tables). The tables are mean +- std over seeds, as Markdown and
 CSV, with the paper's numbers and the difference for the datasets the paper has. `seqmt` is Honari et al.'s
 HGR1 table (L, L+A, L+ELT, L+ELT+A) on the embedded set: mean landmark error in percent of the normaliser (lower is
 better, the seed's measure) with PCK beside, and the seed's HGR1 errors as reference rows.
