@@ -7,7 +7,6 @@ presets (no ImageNet weights exist for it). Checkpoints load with weights_only=T
     model, history = classifier.train(cfg, train, val)   # cfg: any object with the fields WeakConfig has
     classifier.accuracy(model, test)                      # top-1, percent
 """
-import os
 import warnings
 from dataclasses import asdict
 
@@ -18,6 +17,7 @@ from tqdm.auto import tqdm
 
 from kpsemi import warp
 from kpsemi.models import MEAN, STD
+from kpsemi.paths import save_atomic
 from kpsemi.records import UserError
 
 VGG_SMALL = [16, "M", 32, "M", 64, 64, "M", 128, 128, "M"]     # torchvision VGG layer list, narrow, 4 pools
@@ -117,10 +117,8 @@ def train(cfg, data, val, device="cpu", progress=True):
 
 def save(model, cfg, path, history=()):
     """Weights, config and training history, written atomically; read back with `load` (weights_only=True)."""
-    tmp = path + ".tmp"
-    torch.save({"model": model.state_dict(), "config": asdict(cfg), "num_classes": model.num_classes,
-                "history": list(history)}, tmp)
-    os.replace(tmp, path)
+    save_atomic({"model": model.state_dict(), "config": asdict(cfg), "num_classes": model.num_classes,
+                 "history": list(history)}, path)
 
 
 def load(path, device="cpu"):

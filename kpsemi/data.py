@@ -20,6 +20,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from kpsemi import warp
+from kpsemi.paths import save_atomic
 from kpsemi.records import DataError, Meta
 
 
@@ -201,7 +202,5 @@ def cached(meta, instances, size, pad=1.25, cache_dir=None, progress=True, desc=
         except Exception:  # a stale or truncated cache file is rebuilt, never trusted
             os.remove(path)
     d = materialize(meta, instances, size, pad, progress=progress, desc=desc)
-    tmp = path + ".tmp"
-    torch.save(d.to_state(), tmp)
-    os.replace(tmp, path)
+    save_atomic(d.to_state(), path)
     return d

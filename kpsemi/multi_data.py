@@ -27,7 +27,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from kpsemi import coco, warp
-from kpsemi.paths import data_dir, splits_dir
+from kpsemi.paths import data_dir, save_atomic, splits_dir
 from kpsemi.records import DataError, Meta
 
 
@@ -236,8 +236,7 @@ def cached(meta, frames, scale=1.0, progress=True, desc="frames"):
             os.remove(path)
     d = materialize(meta, frames, scale, progress=progress, desc=desc)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    torch.save({f.name: getattr(d, f.name) for f in fields(d) if f.name != "meta"}, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    save_atomic({f.name: getattr(d, f.name) for f in fields(d) if f.name != "meta"}, path)
     return d
 
 

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from kpsemi import config as C, multi_data, multi_eval, multi_losses
 from kpsemi.evaluate import autocast
 from kpsemi.multi_model import MultiPoseNet
+from kpsemi.paths import save_atomic
 from kpsemi.records import UserError
 from kpsemi.train import Sampler, TrainingError
 
@@ -184,9 +185,7 @@ class MultiTrainer:
                 "seconds": self.seconds, "config": C.to_dict(self.cfg)}
 
     def save(self, name):
-        tmp = os.path.join(self.out, name + ".tmp")
-        torch.save(self.state_dict(), tmp)
-        os.replace(tmp, os.path.join(self.out, name))
+        save_atomic(self.state_dict(), os.path.join(self.out, name))
 
     def resume(self, path=None):
         """Continue from `path` (default out_dir/last.pt; or another run's phase checkpoint to branch from)."""

@@ -1,4 +1,5 @@
-"""Where the kit keeps data: the `data/` folder of a source checkout, or $KPSEMI_DATA, or ./data."""
+"""Where the kit keeps data (the `data/` folder of a source checkout, or $KPSEMI_DATA, or ./data) and results, and
+`save_atomic`, the one way it writes torch files (checkpoints, caches) so a killed writer never leaves half a file."""
 import os
 
 _PKG = os.path.dirname(os.path.abspath(__file__))
@@ -28,3 +29,10 @@ def results_dir() -> str:
     if os.path.exists(os.path.join(repo, "pyproject.toml")):
         return os.path.join(repo, "results")
     return os.path.abspath("results")
+
+
+def save_atomic(obj, path):
+    """torch.save to path + '.tmp', then rename over `path` (atomic on one file system)."""
+    import torch
+    torch.save(obj, path + ".tmp")
+    os.replace(path + ".tmp", path)

@@ -81,8 +81,7 @@ def run(cfg, out_dir, spec=None, progress=True):
     student.keypoints[unlabeled] = torch.where(kept[:, None, None], kp, torch.zeros_like(kp))
     student.labeled[unlabeled] = kept
     new_lab = torch.cat([labeled, unlabeled[kept]])
-    scfg = replace(cfg, method="standard", losses=("sup",))
-    m = experiment.train_and_test(scfg, out_dir, student, val, test, new_lab, torch.zeros(0, dtype=torch.long),
+    m = experiment.train_and_test(teacher_cfg, out_dir, student, val, test, new_lab, torch.zeros(0, dtype=torch.long),
                                   progress=progress)
     m.update(method="pl", config=C.to_dict(cfg), teacher=tdir, n_pseudo_images=int(kept.sum()),
              pseudo_keypoints_kept=int(conf[kept].sum()), pseudo_label_pck=quality, n_labeled=len(labeled))

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from kpsemi import config as C
 from kpsemi import baselines, heatmaps, losses, models, warp
 from kpsemi.evaluate import autocast, evaluate
+from kpsemi.paths import save_atomic
 from kpsemi.records import UserError
 
 
@@ -138,9 +139,7 @@ class Trainer:
                 "data_seconds": self.data_seconds, "config": C.to_dict(self.cfg)}
 
     def save(self, name, state):
-        tmp = os.path.join(self.out, name + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, os.path.join(self.out, name))
+        save_atomic(state, os.path.join(self.out, name))
 
     def resume(self, path=None):
         path = path or os.path.join(self.out, "last.pt")
