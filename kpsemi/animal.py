@@ -6,7 +6,7 @@ animal's own frame (x forward, y up, z towards the animal's left). A pose bends 
 every primitive decides the drawing order. Left/right are therefore real: when an animal faces right its left side
 is towards the camera, its right legs are behind the body and drawn darker.
 
-Everything here is pure numpy and deterministic given a numpy Generator; `synth.py` rasterises the result.
+Everything here is pure numpy and deterministic given a numpy Generator; `scene.py` rasterises the result.
 """
 from dataclasses import dataclass
 
@@ -81,7 +81,7 @@ SPECIES = [
 ]
 SPECIES_NAMES = [s.name for s in SPECIES]
 
-# colour classes of the primitives (synth.py maps them to RGB): coat carries the species pattern
+# colour classes of the primitives (scene.py maps them to RGB): coat carries the species pattern
 COAT, PAW, EYE, EAR, NOSE = range(5)
 
 
