@@ -43,9 +43,10 @@ plt.show()
 
 # %% [markdown]
 # ## Three runs
-# `experiment.run_or_load` trains one configuration (or reads back a finished run of the same configuration) and
-# returns its metrics: PCK@0.1 in percent, where a keypoint is correct when it lies within 0.1 x the longer box
-# side of the truth. `python -m kpsemi train` makes the same call.
+# `experiment.cached` trains one configuration in `results/runs/<configuration>/`, or reads back the finished run of
+# that very configuration (every notebook and `quickstart` share these folders), and returns its metrics and folder.
+# PCK@0.1 is in percent: a keypoint is correct when it lies within 0.1 x the longer box side of the truth.
+# `python -m kpsemi train ... --out DIR` runs the same training into a folder you name.
 
 # %%
 runs = {
@@ -54,8 +55,9 @@ runs = {
                               split_seed=split_seed),
     "supervised 100%": config.get(cfg.preset, losses=("sup",), labeled=1.0),
 }
-results = {name: experiment.run_or_load(c, f"{out}/{name.replace(' ', '_').replace('%', '')}", progress=False)
-           for name, c in runs.items()}
+results, folders = {}, {}
+for name, c in runs.items():
+    results[name], folders[name] = experiment.cached(c)
 print(report.markdown([{"run": n, "test PCK@0.1": round(m["test_pck"], 2), "val PCK@0.1": round(m["val_pck"], 2),
                         "steps": m["steps"], "seconds": round(m["seconds"])} for n, m in results.items()]))
 
@@ -66,7 +68,7 @@ print(report.markdown([{"run": n, "test PCK@0.1": round(m["test_pck"], 2), "val 
 # %%
 fig, axes = plt.subplots(2, 6, figsize=(13, 4.6))
 for row, name in zip(axes, ["supervised 5%", "SC+TE+TI 5%"]):
-    model, c, _ = train.load_model(f"{out}/{name.replace(' ', '_').replace('%', '')}/best.pt")
+    model, c, _ = train.load_model(f"{folders[name]}/best.pt")
     pred, _ = evaluate.predict(model, test.subset(range(6)), c["stride"])
     for i, ax in enumerate(row):
         draw.keypoints(ax, test[i]["image"], pred[i], test.meta, title=name if i == 0 else None)
