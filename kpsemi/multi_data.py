@@ -27,7 +27,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from kpsemi import coco, warp
-from kpsemi.paths import data_dir, save_atomic, splits_dir
+from kpsemi.paths import data_dir, save_atomic, splits_dir, write_json_atomic
 from kpsemi.records import DataError, Meta
 
 
@@ -267,9 +267,7 @@ def honeybee_splits(train_ids, path=None):
         doc[name] = {str(s): sorted(ids[i] for i in np.random.default_rng([2022, n, s]).choice(len(ids), n, False))
                      for s in range(N_SUBSETS)}
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(path + ".tmp", path)
+    write_json_atomic(doc, path, indent=1)
     return doc
 
 

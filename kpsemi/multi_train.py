@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from kpsemi import config as C, multi_data, multi_eval, multi_losses
 from kpsemi.evaluate import autocast
 from kpsemi.multi_model import MultiPoseNet
-from kpsemi.paths import save_atomic
+from kpsemi.paths import save_atomic, write_json_atomic
 from kpsemi.records import UserError
 from kpsemi.train import Sampler, TrainingError
 
@@ -295,8 +295,7 @@ def run(cfg, out_dir, resume=False, init_from=None, device=None, progress=True, 
          "n_unlabeled": tr.n_unlabeled, "working_size": [W, H], "scale": cfg.scale, "device": tr.device,
          "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
          "history": tr.history, "config": C.to_dict(cfg)}
-    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
-        json.dump(m, f, indent=1)
+    write_json_atomic(m, os.path.join(out_dir, "metrics.json"), indent=1)
     return m
 
 

@@ -1,6 +1,9 @@
 """Where the kit keeps data (the `data/` folder of a source checkout, or $KPSEMI_DATA, or ./data) and results, and
-`save_atomic`, the one way it writes torch files (checkpoints, caches) so a killed writer never leaves half a file."""
+`save_atomic` / `write_json_atomic`, the one way it writes torch and JSON files (checkpoints, caches, split files,
+recorded metrics) so a killed writer never leaves half a file."""
+import json
 import os
+import threading
 
 _PKG = os.path.dirname(os.path.abspath(__file__))
 
@@ -31,8 +34,28 @@ def results_dir() -> str:
     return os.path.abspath("results")
 
 
+def _replace_atomically(path, write):
+    """write(tmp) to a temporary file of this process and thread beside `path`, then rename it over `path` (atomic
+    on one file system). Several processes may write the same path at once (two notebooks filling one data cache):
+    each renames its own complete file, and the last one wins. A failed write leaves no temporary file."""
+    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def save_atomic(obj, path):
-    """torch.save to path + '.tmp', then rename over `path` (atomic on one file system)."""
+    """torch.save `obj` to `path` atomically (see _replace_atomically)."""
     import torch
-    torch.save(obj, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    _replace_atomically(path, lambda tmp: torch.save(obj, tmp))
+
+
+def write_json_atomic(doc, path, **dump_kw):
+    """json.dump `doc` to `path` atomically (see _replace_atomically); dump_kw go to json.dump."""
+    def write(tmp):
+        with open(tmp, "w") as f:
+            json.dump(doc, f, **dump_kw)
+    _replace_atomically(path, write)

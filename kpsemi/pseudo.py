@@ -11,7 +11,6 @@
 Not defined at 100 % labels (nothing is unlabeled). The quality of the pseudo-labels (PCK against the hidden
 ground truth of the unlabeled training images) is reported, so one can see why PL helps or hurts.
 """
-import json
 import os
 from dataclasses import replace
 
@@ -20,6 +19,7 @@ import torch
 from kpsemi import config as C
 from kpsemi import heatmaps, metrics, warp
 from kpsemi.evaluate import autocast
+from kpsemi.paths import write_json_atomic
 from kpsemi.records import UserError
 
 SCALES = (0.8, 1.0, 1.2)
@@ -85,6 +85,5 @@ def run(cfg, out_dir, spec=None, progress=True):
                                   progress=progress)
     m.update(method="pl", config=C.to_dict(cfg), teacher=tdir, n_pseudo_images=int(kept.sum()),
              pseudo_keypoints_kept=int(conf[kept].sum()), pseudo_label_pck=quality, n_labeled=len(labeled))
-    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
-        json.dump(m, f, indent=1)
+    write_json_atomic(m, os.path.join(out_dir, "metrics.json"), indent=1)
     return m

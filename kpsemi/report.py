@@ -44,14 +44,12 @@ def notebook_dir(notebook, out_dir=None):
 def record(metrics, notebook, out_dir=None, preset=None):
     """The last cell of every notebook: write its key metrics to <notebook dir>/metrics.json (read back by the
     tests and by `kpsemi reproduce`) and show them as a table. Values must be JSON numbers, strings or dicts."""
-    import json
     import os
     from kpsemi import config
+    from kpsemi.paths import write_json_atomic
     doc = {"notebook": notebook, "preset": preset or config.preset_name(), "metrics": metrics}
     path = os.path.join(notebook_dir(notebook, out_dir), "metrics.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(doc, f, indent=1, default=float)
-    os.replace(path + ".tmp", path)
+    write_json_atomic(doc, path, indent=1, default=float)
     flat = [{"metric": k, "value": v} for k, v in metrics.items() if not isinstance(v, dict)]
     print(f"recorded {len(metrics)} metrics of {notebook} ({doc['preset']} preset) in {path}")
     try:

@@ -14,7 +14,7 @@ import os
 
 import numpy as np
 
-from kpsemi.paths import splits_dir
+from kpsemi.paths import splits_dir, write_json_atomic
 from kpsemi.records import DataError
 
 FRACTIONS = (0.05, 0.1, 0.2, 0.5, 1.0)
@@ -109,7 +109,5 @@ def get(name, ids, write=True):
     doc = make(ids)
     if write:
         os.makedirs(os.path.dirname(p), exist_ok=True)
-        with open(p + ".tmp", "w") as f:
-            json.dump(doc, f)
-        os.replace(p + ".tmp", p)
+        write_json_atomic(doc, p)
     return Splits(doc, ids)

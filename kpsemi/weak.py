@@ -19,7 +19,6 @@ The stages are separate functions so a notebook can look at each: `saliency_maps
 own smoke / demo / paper presets; paper is the seed's setting: VGG-19 ("VGG Net-E") at 224 px, a 16 px occluder
 at stride 8, ImageNet weights.
 """
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, replace
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 
 from kpsemi import classifier, datasets, peaks, report, saliency
 from kpsemi import config as C
+from kpsemi.paths import write_json_atomic
 from kpsemi.records import UserError
 
 
@@ -280,6 +280,5 @@ def run(cfg, out_dir, device=None, progress=True):
                "detect_seconds": round(time.time() - t1, 1),
                "device": device, "config": asdict(cfg)}
     report.write_table(salient_rows(m, details["histogram"], test.meta.classes), os.path.join(out_dir, "salient"))
-    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
-        json.dump(metrics, f, indent=1)
+    write_json_atomic(metrics, os.path.join(out_dir, "metrics.json"), indent=1)
     return metrics

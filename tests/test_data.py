@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from kpsemi import coco, data, dlc
+from kpsemi import coco, data, dlc, paths
 from kpsemi.records import DataError, Instance, Meta, infer_flip_pairs
 from tests.conftest import shared
 
@@ -107,3 +107,23 @@ def test_dlc_mirror_mouse_and_video_frames():
     assert len(frames) == 12 and frames[0].frame.shape == (406, 396, 3) and not frames[0].labeled
     d = data.materialize(meta, inst[:4] + frames[:4], 64, progress=False)
     assert d.labeled.tolist() == [True] * 4 + [False] * 4
+
+
+def _save_many(path, value):
+    for _ in range(20):
+        paths.save_atomic({"v": torch.full((1000,), value)}, path)
+
+
+def test_concurrent_atomic_saves_of_one_path_all_succeed(tmp_path):
+    """Two notebooks filling the same data cache at once: every save succeeds, the file is one whole save."""
+    import multiprocessing as mp
+    path = str(tmp_path / "x.pt")
+    procs = [mp.get_context("fork").Process(target=_save_many, args=(path, float(i))) for i in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    v = torch.load(path, weights_only=True)["v"]
+    assert v.shape == (1000,) and (v == v[0]).all() and float(v[0]) in {0.0, 1.0, 2.0, 3.0}
+    assert os.listdir(tmp_path) == ["x.pt"]          # no temporary file left behind
