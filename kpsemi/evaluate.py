@@ -37,7 +37,8 @@ def alpha_for(meta):
 def evaluate(model, data, stride=4, device="cpu", amp=True, batch_size=128):
     """{'pck': percent, 'per_keypoint': {name: percent}, 'metric': 'PCK@0.1' | 'PCKh@0.5', 'pixel_error': mean
     distance in original-image pixels over labeled keypoints, 'error_percent': mean distance in percent of the
-    normaliser l (Seq-MT's error)}."""
+    normaliser l (Seq-MT's error), 'any_keypoint_pck': PCK without identity, 'twin_separation' and
+    'twin_separation_true': predicted and true left/right pair distances in units of l (metrics.py)}."""
     pred, _ = predict(model, data, stride, batch_size, device, amp)
     a = alpha_for(data.meta)
     r = metrics.pck(pred, data.keypoints, data.norm, a)
@@ -45,7 +46,10 @@ def evaluate(model, data, stride=4, device="cpu", amp=True, batch_size=128):
     lab = data.keypoints[..., 2] > 0
     err = (pred - data.keypoints[..., :2]).norm(dim=-1) / scale[:, None]
     rel = (pred - data.keypoints[..., :2]).norm(dim=-1) / data.norm[:, None]
+    twins = metrics.twin_separation(pred, data.keypoints, data.norm, data.meta.flip_pairs)
     return {"pck": r.mean, "per_keypoint": r.as_dict(data.meta.keypoints)["per_keypoint"],
             "metric": f"{'PCKh' if data.meta.metric == 'pckh' else 'PCK'}@{a:g}", "count": r.count,
+            "any_keypoint_pck": metrics.any_keypoint_pck(pred, data.keypoints, data.norm, a),
+            "twin_separation": twins[0], "twin_separation_true": twins[1],
             "pixel_error": float(err[lab].mean()) if lab.any() else float("nan"),
             "error_percent": 100 * float(rel[lab].mean()) if lab.any() else float("nan")}

@@ -20,6 +20,7 @@ import torch
 
 from kpsemi import coco, config as C, data as D, datasets, dlc, splits
 from kpsemi.evaluate import evaluate
+from kpsemi.paths import write_json_atomic
 from kpsemi.records import UserError
 from kpsemi.train import Trainer
 
@@ -113,7 +114,8 @@ def train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume=Fa
     va = evaluate(tr.model, val, cfg.stride, tr.device, cfg.amp)
     m = {"val_pck": va["pck"], "test_pck": te["pck"], "metric": te["metric"],
          "test_per_keypoint": te["per_keypoint"], "test_pixel_error": te["pixel_error"],
-         "test_error_percent": te["error_percent"],
+         "test_error_percent": te["error_percent"], "test_any_keypoint_pck": te["any_keypoint_pck"],
+         "test_twin_separation": te["twin_separation"], "test_twin_separation_true": te["twin_separation_true"],
          "steps": tr.step, "best_step": tr.best_step, "seconds": round(tr.seconds, 1),
          "train_seconds_per_step": round(tr.seconds / max(1, tr.step), 4),
          "data_wait_share": round(tr.data_seconds / max(1e-9, tr.seconds), 4),
@@ -122,8 +124,7 @@ def train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume=Fa
          "n_unlabeled": len(unlabeled) if tr.semi else 0, "device": tr.device,
          "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
          "config": C.to_dict(cfg)}
-    with open(os.path.join(out_dir, "metrics.json"), "w") as f:
-        json.dump(m, f, indent=1)
+    write_json_atomic(m, os.path.join(out_dir, "metrics.json"), indent=1)
     return m
 
 

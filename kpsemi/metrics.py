@@ -2,7 +2,13 @@
 diagonal, Andriluka et al.), per keypoint and averaged over all labeled keypoints, in percent.
 
 A keypoint counts when the ground truth labels it (v > 0) and the prediction lies within alpha * l of it.
+
+Two diagnostics tell *where* the misses are: `any_keypoint_pck` forgets which keypoint a prediction is for (a hit
+is within alpha * l of any labeled keypoint of the sample: "found something, maybe the wrong one"), and
+`twin_separation` compares how far apart the predictions of each left/right pair are with how far apart the true
+keypoints are (0: both twins predicted on one spot).
 """
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,3 +76,33 @@ def swap_rate(pred, gt, flip_pairs):
             bad += int((twin < own).sum())
             n += int(both.sum())
     return 100.0 * bad / n if n else float("nan")
+
+
+def any_keypoint_pck(pred, gt, norm, alpha=0.1):
+    """PCK@alpha in percent without identity: a labeled keypoint counts when its prediction lies within alpha * l
+    of *any* labeled keypoint of the same sample. PCK <= this; the difference is keypoints found at the wrong
+    keypoint (left/right twins, front/back legs), the rest of the misses are far from every keypoint."""
+    pred, gt = torch.as_tensor(pred, dtype=torch.float64), torch.as_tensor(gt, dtype=torch.float64)
+    norm = torch.as_tensor(norm, dtype=torch.float64)
+    lab = gt[..., 2] > 0                                                            # (N, K)
+    d = torch.linalg.norm(pred[:, :, None, :2] - gt[:, None, :, :2], dim=-1)        # (N, K pred, K gt)
+    d = torch.where(lab[:, None, :], d, torch.full_like(d, math.inf))
+    ok = (d.min(-1).values <= alpha * norm[:, None]) & lab
+    n = int(lab.sum())
+    return 100.0 * float(ok.sum()) / n if n else float("nan")
+
+
+def twin_separation(pred, gt, norm, flip_pairs):
+    """(predicted, true) mean distance between the two keypoints of each left/right pair, in units of the
+    normaliser l, over samples where both twins are labeled. A model that cannot tell left from right puts both
+    heatmaps on the same spot: predicted ~ 0 while the true separation is not."""
+    pred, gt = torch.as_tensor(pred, dtype=torch.float64), torch.as_tensor(gt, dtype=torch.float64)
+    norm = torch.as_tensor(norm, dtype=torch.float64)
+    p_sep, g_sep = [], []
+    for a, b in flip_pairs:
+        both = (gt[:, a, 2] > 0) & (gt[:, b, 2] > 0)
+        p_sep.append((pred[both, a, :2] - pred[both, b, :2]).norm(dim=-1) / norm[both])
+        g_sep.append((gt[both, a, :2] - gt[both, b, :2]).norm(dim=-1) / norm[both])
+    if not flip_pairs or not sum(len(v) for v in p_sep):
+        return float("nan"), float("nan")
+    return float(torch.cat(p_sep).mean()), float(torch.cat(g_sep).mean())

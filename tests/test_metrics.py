@@ -39,3 +39,24 @@ def test_swap_rate_by_hand():
     pred = torch.tensor([[[1.0, 0], [9, 0]],        # both right
                          [[8.0, 0], [9, 0]]])       # left predicted near the right twin
     assert swap_rate(pred, gt, [(0, 1)]) == 100 * 1 / 4
+
+
+def test_any_keypoint_pck_forgets_identity():
+    # one sample, box side 100 -> threshold 10 px. Keypoint 0 predicted on keypoint 1 (a twin: identity miss, found),
+    # keypoint 1 predicted 5 px from itself (hit), keypoint 2 predicted far from everything, keypoint 3 unlabeled.
+    gt = torch.tensor([[[0.0, 0, 2], [30, 0, 2], [60, 60, 1], [35, 0, 0]]])
+    pred = torch.tensor([[[31.0, 0], [34, 3], [0, 90], [0, 0]]])
+    norm = torch.tensor([100.0])
+    assert math.isclose(metrics.pck(pred, gt, norm).mean, 100 * 1 / 3)
+    # keypoint 3 is unlabeled, so keypoint 2's prediction at (0, 90) does not count through it either
+    assert math.isclose(metrics.any_keypoint_pck(pred, gt, norm), 100 * 2 / 3)
+
+
+def test_twin_separation_by_hand():
+    # pair (0, 1): true 30 px apart in sample 0 and 40 px in sample 1 (l = 100); predictions 0 px and 10 px apart.
+    # Sample 2 has keypoint 1 unlabeled and is left out.
+    gt = torch.tensor([[[0.0, 0, 2], [30, 0, 2]], [[0.0, 0, 2], [0, 40, 1]], [[0.0, 0, 2], [0, 0, 0]]])
+    pred = torch.tensor([[[15.0, 0], [15, 0]], [[0.0, 0], [0, 10]], [[0.0, 0], [50, 50]]])
+    p, t = metrics.twin_separation(pred, gt, torch.tensor([100.0, 100, 100]), [(0, 1)])
+    assert math.isclose(p, (0.0 + 0.1) / 2) and math.isclose(t, (0.3 + 0.4) / 2)
+    assert all(math.isnan(v) for v in metrics.twin_separation(pred, gt, torch.tensor([100.0] * 3), []))

@@ -76,11 +76,13 @@ plt.tight_layout()
 plt.show()
 
 # %% [markdown]
-# **What we measured** (demo preset, 2-core CPU, split seed 0): supervised 5 % 46.02, SC+TE+TI 5 % 47.08,
-# supervised 100 % 57.26 — 9 % of the gap closed, and over split seeds 0–2 the two 5 % runs are level
-# (45.73 ± 1.32 vs 45.66 ± 0.37). The demo preset is for trying the kit, not for the paper's effect: the paper
-# closes 84 % of the gap on LSP with HRNet-W32 at 256 px for 100k steps (`paper` preset, GPU). Notebooks 05–07 and
-# the README show where the CPU scale falls short.
+# **What we measured** (demo preset, 2-core CPU, two torch threads, split seed 0): supervised 5 % 45.82,
+# SC+TE+TI 5 % 46.64, supervised 100 % 57.57 — 7 % of the gap closed; with one torch thread the same runs give
+# 44.48 / 47.08 / 57.26, and over split seeds 0–2 the two 5 % runs are level. The demo preset is for trying the
+# kit, not for the paper's effect: the paper closes 84 % of the gap on LSP with HRNet-W32 at 256 px for 100k steps
+# (`paper` preset, GPU). At CPU scale no model learns which keypoint of a left/right pair is which (notebook 02),
+# and that identity is what the paper's main loss, SC, spreads to the unlabeled images (notebook 03); the README
+# lists what else was measured.
 
 # %%
 lo, ours, hi = (results[n]["test_pck"] for n in runs)

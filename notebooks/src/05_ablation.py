@@ -49,8 +49,10 @@ plt.show()
 # the README's Table 2): at 5 % labels SC+TE+TI gives 47.08 against 46.02 supervised, TE+SC 46.64, SC alone
 # 45.18. The paper's finding that SC does most of the work does not show at this scale, and from 10 % labels on
 # every semi-supervised row is below the supervised one. Over split seeds 0–2 the 5 % difference is within noise
-# (45.73 ± 1.32 vs 45.66 ± 0.37). The README's "Why the gain is small here" lists what we found: a short schedule,
-# half as many labeled crops per step, 16x16 heatmaps, left/right twins. The `paper` preset is the real test.
+# (45.73 ± 1.32 vs 45.66 ± 0.37). The README's "Why the gain is small here" lists what we found: at this scale no
+# model tells the keypoints of a left/right pair apart, even with every label (notebook 02), so SC has no identity
+# to spread; a semi-supervised batch has half as many labeled crops; the schedule is short. The `paper` preset is
+# the real test.
 
 # %%
 f0 = fractions[0]
