@@ -94,8 +94,9 @@ for f in (lo, hi):
     sep, sep_true = metrics.twin_separation(pred, test.keypoints, test.norm, test.meta.flip_pairs)
     ident[f] = {"labeled": f"{f:.0%}", "PCK@0.1": round(results[f]["test_pck"], 2),
                 "any-keypoint PCK@0.1": round(metrics.any_keypoint_pck(pred, test.keypoints, test.norm), 2),
-                "twin separation (predicted)": round(sep, 3), "twin separation (true)": round(sep_true, 3)}
-print(report.markdown(list(ident.values())))
+                "twin separation (predicted)": sep, "twin separation (true)": sep_true}
+print(report.markdown([{**r, "twin separation (predicted)": f"{r['twin separation (predicted)']:.3f}",
+                        "twin separation (true)": f"{r['twin separation (true)']:.3f}"} for r in ident.values()]))
 kl, kr = names.index("left_front_paw"), names.index("right_front_paw")
 fig, axes = plt.subplots(3, 5, figsize=(11, 6.6))
 for j in range(5):
