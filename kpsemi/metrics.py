@@ -103,6 +103,6 @@ def twin_separation(pred, gt, norm, flip_pairs):
         both = (gt[:, a, 2] > 0) & (gt[:, b, 2] > 0)
         p_sep.append((pred[both, a, :2] - pred[both, b, :2]).norm(dim=-1) / norm[both])
         g_sep.append((gt[both, a, :2] - gt[both, b, :2]).norm(dim=-1) / norm[both])
-    if not flip_pairs or not sum(len(v) for v in p_sep):
+    if not sum(len(v) for v in p_sep):
         return float("nan"), float("nan")
     return float(torch.cat(p_sep).mean()), float(torch.cat(g_sep).mean())

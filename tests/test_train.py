@@ -35,6 +35,8 @@ def test_metrics_file(tmp_path, smoke_dir):
     for k in ("val_pck", "test_pck", "test_per_keypoint", "steps", "seconds", "n_labeled", "n_unlabeled"):
         assert k in m
     assert 0 <= m["test_pck"] <= 100 and len(m["test_per_keypoint"]) == 16
+    assert m["test_pck"] <= m["test_any_keypoint_pck"] <= 100          # identity-free PCK counts every PCK hit
+    assert m["test_twin_separation"] >= 0 and m["test_twin_separation_true"] > 0
     assert m["n_labeled"] == round(0.05 * 240) and m["n_unlabeled"] == 240 - m["n_labeled"]
     hist = [json.loads(line) for line in open(tmp_path / "history.jsonl")]
     assert [h["step"] for h in hist] == [6, 12] and all(math.isfinite(h["loss_elt"]) for h in hist)
