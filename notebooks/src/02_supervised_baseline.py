@@ -113,7 +113,7 @@ plt.show()
 # %% [markdown]
 # **What we measured** (demo preset, split seed 0, one torch thread): supervised 5 % PCK 44.48 but any-keypoint PCK
 # 79.78; supervised 100 % 57.26 vs 87.72; after 6,000 steps at 100 % 65.83 vs 91.44. Every model puts the two
-# keypoints of a pair on one spot (predicted twin separation 0.001–0.015 of the box, truly 0.113): the left and
+# keypoints of a pair on one spot (predicted twin separation 0.001–0.028 of the box, truly 0.113): the left and
 # right heatmaps are the same map with a peak on every paw-like blob. It stays so with all labels, 4× the steps,
 # 128-px crops (PCK 64.16, any-keypoint 92.38), a 2× wider HRNet (`hrnet_mini`, 3.8× the parameters: 65.89 / 88.09),
 # no flips, training on the left keypoints only, or the twins relabeled near/far instead of left/right. At CPU scale
