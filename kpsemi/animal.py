@@ -2,9 +2,11 @@
 
 An animal is a handful of 3-D primitives (tapered capsules, spheres, ear triangles) hung on a skeleton in the
 animal's own frame (x forward, y up, z towards the animal's left). A pose bends the joints; a camera rotation
-(yaw about the vertical, tilt, in-plane roll) and an orthographic projection put it in the image, and the depth of
-every primitive decides the drawing order. Left/right are therefore real: when an animal faces right its left side
-is towards the camera, its right legs are behind the body and drawn darker.
+(yaw about the vertical, an elevation looking down on the animal, in-plane roll) and a perspective projection put
+it in the image, and the depth of every primitive decides the drawing order. Left/right are therefore real, and
+visible as a camera sees a real animal: when an animal faces right its left side is towards the camera; its right
+legs stand behind the body, their paws sit higher in the image (the camera looks down) and smaller (further away),
+and `scene.py` draws them in the shadow of the body.
 
 Everything here is pure numpy and deterministic given a numpy Generator; `scene.py` rasterises the result.
 """
@@ -42,7 +44,7 @@ class Species:
     r_shoulder: float = 0.19
     leg_up: float = 0.30     # upper / lower leg segment lengths
     leg_low: float = 0.28
-    leg_r: float = 0.055
+    leg_r: float = 0.055     # (x LEG_WIDTH when drawn)
     neck_len: float = 0.22
     neck_r: float = 0.08
     neck_angle: float = 35.0  # resting neck elevation, degrees above the horizontal
@@ -53,6 +55,10 @@ class Species:
     tail_len: float = 0.6
     tail_r: float = 0.03
     paw_colour: tuple = (0.15, 0.12, 0.1)
+
+
+LEG_WIDTH = 1.4       # legs drawn thicker than the species' radius, so they read at small input sizes
+STANCE = 0.9          # leg roots at +-STANCE x body radius from the midline (near and far legs apart)
 
 
 SPECIES = [
@@ -118,8 +124,9 @@ def sample_pose(rng: np.random.Generator) -> dict:
         raised_side = "lf" if rng.random() < 0.5 else "rf"
         legs[raised_side] = [d(rng.uniform(55, 95)), d(rng.uniform(70, 120))]
     return dict(
-        yaw=(np.pi if facing_left else 0.0) + d(rng.uniform(-70, 70)),
-        tilt=d(rng.uniform(-10, 25)), roll=d(rng.normal(0, 22)), pitch=d(rng.normal(0, 6)),
+        yaw=(np.pi if facing_left else 0.0) + d(rng.uniform(-60, 60)),
+        tilt=d(rng.uniform(12, 40)), roll=d(rng.normal(0, 22)), pitch=d(rng.normal(0, 6)),
+        distance=rng.uniform(2.2, 4.0),   # camera distance in body lengths: nearer parts look larger
         neck=d(rng.uniform(-45, -15)) if head_down else d(rng.uniform(-10, 20)),
         head=d(rng.uniform(-40, 10)), legs=legs,
         tail=[d(rng.uniform(25, 60)) if tail_up else d(rng.uniform(-80, -35))] + list(
@@ -177,11 +184,11 @@ def build(sp: Species, pose: dict, jitter: np.ndarray):
     for name, root, rr in (("front", shoulder, r_sh), ("back", hip, r_hip)):
         for side, z in (("left", 1.0), ("right", -1.0)):
             up_a, bend = pose["legs"][side[0] + name[0]]
-            top = root + np.array([0.0, -0.35 * rr, 0.55 * rr * z])
-            knee = top + sp.leg_up * lg * np.array([np.sin(up_a), -np.cos(up_a), 0.0])
+            top = root + np.array([0.0, -0.35 * rr, STANCE * rr * z])
+            knee = top + sp.leg_up * lg * np.array([np.sin(up_a), -np.cos(up_a), 0.03 * z])
             low_a = up_a - bend if name == "front" else up_a + 0.6 * bend
-            paw = knee + sp.leg_low * lg * np.array([np.sin(low_a), -np.cos(low_a), 0.0])
-            r = 1.2 * sp.leg_r * rb
+            paw = knee + sp.leg_low * lg * np.array([np.sin(low_a), -np.cos(low_a), 0.05 * z])
+            r = LEG_WIDTH * sp.leg_r * rb
             prims.append(("capsule", np.stack([top, knee]), np.array([1.35 * r, r]), COAT,
                           (f"{side}_{name}_knee",)))
             prims.append(("capsule", np.stack([knee, paw]), np.array([r, 0.8 * r]), COAT,
@@ -209,8 +216,10 @@ def camera(pose: dict) -> np.ndarray:
     return rot_z(pose["roll"]) @ rot_x(pose["tilt"]) @ rot_y(pose["yaw"])
 
 
-def project(points: np.ndarray, R: np.ndarray, scale: float, centre: np.ndarray):
-    """Orthographic projection of (n, 3) animal-frame points: image xy (n, 2) (y down) and depth (n,)."""
+def project(points: np.ndarray, R: np.ndarray, scale: float, centre: np.ndarray, distance: float = None):
+    """Perspective projection of (n, 3) animal-frame points seen from `distance` body lengths (None: orthographic):
+    image xy (n, 2) (y down) and depth (n,) (larger = nearer the camera)."""
     c = points @ R.T
-    xy = np.stack([c[:, 0], -c[:, 1]], axis=1) * scale + centre
+    f = 1.0 if distance is None else distance / (distance - c[:, 2:3])
+    xy = np.stack([c[:, 0], -c[:, 1]], axis=1) * f * scale + centre
     return xy, c[:, 2]

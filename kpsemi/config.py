@@ -28,6 +28,7 @@ class Config:
     backbone: str = "hrnet_w32"      # hrnet_w32 | hrnet_w18_small | hrnet_tiny (see models.py)
     pretrained: bool = True          # ImageNet weights when they can be had (falls back with a warning)
     embed_dim: int = 64              # C of the semantic keypoint representation
+    head_channels: int = 64          # width of the heatmap neck (at least K is used; see models.py)
     # method
     method: str = "standard"         # standard (the losses below) | pl (pseudo-labels, two stages; pseudo.py)
     pl_threshold: float = 0.5        # PL: keep a pseudo keypoint when its ensembled heatmap peak reaches this
@@ -46,14 +47,14 @@ class Config:
     g_corner: float = 0.1
     g_rotation: float = 20.0
     # optimisation
-    batch_size: int = 32
-    labeled_ratio: float = 0.5       # share of labeled samples in a batch
+    batch_size: int = 32             # labeled crops per step, the same for every method (a fair comparison)
+    unlabeled_ratio: float = 1.0     # a semi-supervised step adds batch_size * this unlabeled crops
     lr: float = 1e-4
     max_steps: int = 100_000
     eval_every: int = 1000
     patience: int = 10               # evaluations without val PCK improvement before stopping
     amp: bool = True                 # mixed precision on CUDA
-    seed: int = 0
+    seed: int = None                 # initialisation and sampling seed; None: the split seed (see run_seed)
     num_threads: int = 0             # torch CPU threads (0: torch's default)
 
 
@@ -90,6 +91,13 @@ def get(preset=None, **overrides):
     if unknown:
         raise UserError(f"unknown config fields: {sorted(unknown)}")
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def run_seed(cfg):
+    """The seed of a run's initialisation, sampling and augmentation: `seed`, or the split seed when it is None,
+    so that the runs of split seeds 0, 1, 2 differ in their initialisation too (also at 100 % labels, where every
+    split seed labels the same images)."""
+    return cfg.split_seed if cfg.seed is None else cfg.seed
 
 
 def to_dict(cfg):

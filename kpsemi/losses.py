@@ -49,8 +49,11 @@ def transformation_equivariance(out):
 
 
 def transformation_invariance(out):
-    """L_ti (Eq. 4): || z - z' ||^2 between the concatenated representations of x and g(x) (mean over dims)."""
-    return ((out["z"].float() - out["z_g"].float()) ** 2).mean()
+    """L_ti (Eq. 4): || z - z' ||^2 between the representations of x and g(x), each z_i scaled to unit length
+    first, so the loss cannot be lowered by shrinking z (it equals 2 - 2 cos(z_i, z'_i)); mean over samples and
+    keypoints."""
+    z, z2 = F.normalize(out["z"].float(), dim=-1), F.normalize(out["z_g"].float(), dim=-1)    # (B, K, C)
+    return ((z - z2) ** 2).sum(-1).mean()
 
 
 def equivariant_landmark_transformation(out):

@@ -1,10 +1,16 @@
 """KLN (HRNet keypoint localization network) + semantic keypoint representations + KCN (Moskvyak et al. §3.1).
 
-KLN is timm's HRNet used as a pose network: the highest-resolution branch of the last stage (stride 4) gives the
-heatmaps through a 1x1 conv, as in HRNet for pose. For the representations we tap the output of every multi-scale
-subnetwork at that resolution (stage 1, and branch 0 of stages 2, 3, 4: 256 + 3 x 32 = 352 channels for W32, as
-in the paper), upsample if needed, concatenate and apply a 1x1 conv to C = 64 channels -> F. For keypoint i,
-z_i = GMP(F * h_i), and KCN (a tiny MLP shared by all keypoints, < 1,000 parameters) classifies z_i into K types.
+KLN is timm's HRNet used as a pose network. We tap the output of every multi-scale subnetwork at the highest
+resolution (stride 4: stage 1, and branch 0 of stages 2, 3, 4: 256 + 3 x 32 = 352 channels for W32, as in the
+paper), upsample if needed and concatenate. Two heads read that concatenation:
+  - heatmaps: a 3x3 conv neck to max(head_channels, K) channels (BN, ReLU), then a 1x1 conv to K heatmaps. The
+    layer that produces K heatmaps must see at least K channels: every pixel's K heatmap values are a linear map of
+    its input channels, so with fewer channels than keypoints (HRNet's pose head reads the 32-channel branch 0;
+    the CPU backbones' branch 0 has 8) some keypoints can only be mixtures of others, and left/right twins merge
+    (docs/deviations.md measures it). `tests/method/test_models.py` checks the rank for K = 16, 17 and 68.
+  - features: a 1x1 conv to C = 64 channels -> F (paper Fig. 2).
+For keypoint i, z_i = GMP(F * h_i), and KCN (a tiny MLP shared by all keypoints, < 1,000 parameters) classifies z_i
+into K types.
 
 Backbones: hrnet_w32 (paper), hrnet_w18_small, and hrnet_tiny / hrnet_mini — narrow, one block per branch — for
 CPU presets. All are the same HighResolutionNet class and the same forward path.
@@ -49,7 +55,7 @@ def make_backbone(name, pretrained=False):
 class KLN(nn.Module):
     """Heatmaps (B, K, H/4, W/4) and intermediate features F (B, C, H/4, W/4) from images (B, 3, H, W) in [0, 1]."""
 
-    def __init__(self, num_keypoints, backbone="hrnet_w32", pretrained=False, embed_dim=64):
+    def __init__(self, num_keypoints, backbone="hrnet_w32", pretrained=False, embed_dim=64, head_channels=64):
         super().__init__()
         self.net = make_backbone(backbone, pretrained)
         for name in ("incre_modules", "downsamp_modules", "final_layer", "classifier"):  # classification head
@@ -60,7 +66,10 @@ class KLN(nn.Module):
         with torch.no_grad():
             taps = self._taps(torch.zeros(1, 3, 64, 64))
         ch = [t.shape[1] for t in taps]
-        self.head = nn.Conv2d(ch[-1], num_keypoints, 1)         # heatmaps from the last stage's branch 0
+        width = max(head_channels, num_keypoints)
+        self.neck = nn.Sequential(nn.Conv2d(sum(ch), width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                                  nn.ReLU(inplace=True))       # 352 -> max(64, K) for W32
+        self.head = nn.Conv2d(width, num_keypoints, 1)         # the K heatmaps
         self.embed = nn.Conv2d(sum(ch), embed_dim, 1)          # 352 -> 64 for W32
         nn.init.normal_(self.head.weight, std=0.001)           # as HRNet's pose head: start from flat heatmaps
         nn.init.zeros_(self.head.bias)
@@ -88,7 +97,7 @@ class KLN(nn.Module):
         size = taps[-1].shape[-2:]
         feats = torch.cat([t if t.shape[-2:] == size else F.interpolate(t, size=size, mode="bilinear",
                                                                           align_corners=False) for t in taps], 1)
-        return {"heatmaps": self.head(taps[-1]), "features": self.embed(feats)}
+        return {"heatmaps": self.head(self.neck(feats)), "features": self.embed(feats)}   # (B, K, h, w), (B, C, h, w)
 
 
 class _MaskedGMP(torch.autograd.Function):
@@ -116,12 +125,25 @@ class _MaskedGMP(torch.autograd.Function):
         return gf, gh, None
 
 
-def keypoint_embeddings(features, heatmaps, chunk_elems=2 ** 20):
+def pooling_masks(heatmaps, eps=1e-6):
+    """The masks z_i pools with: each heatmap clipped at 0 and divided by its peak, (B, K, h, w) -> same shape.
+
+    Ground-truth Gaussians (peak ~1) and predictions (peaks of ~0.3-0.9 early in training, negative side lobes) then
+    weigh F alike, so labeled and unlabeled samples give representations on one scale. A map with no positive
+    value stays zero."""
+    h = heatmaps.clamp_min(0)
+    return h / h.amax(dim=(-2, -1), keepdim=True).clamp_min(eps)
+
+
+def keypoint_embeddings(features, heatmaps, chunk_elems=2 ** 20, normalize=True):
     """z_i = GMP(F * h_i): features (B, C, h, w), heatmaps (B, K, h, w) -> (B, K, C).
 
-    Samples are processed in chunks whose (b, K, C, h*w) product has about `chunk_elems` elements."""
+    With `normalize` the heatmaps first go through `pooling_masks` (non-negative, peak 1). Samples are processed in
+    chunks whose (b, K, C, h*w) product has about `chunk_elems` elements."""
     B, C, h, w = features.shape
     K = heatmaps.shape[1]
+    if normalize:
+        heatmaps = pooling_masks(heatmaps)
     chunk = max(1, chunk_elems // max(1, K * C * h * w))
     dt = torch.promote_types(features.dtype, heatmaps.dtype)
     return _MaskedGMP.apply(features.reshape(B, C, h * w).to(dt), heatmaps.flatten(2).to(dt), chunk)
@@ -147,9 +169,9 @@ class KCN(nn.Module):
 class KeypointModel(nn.Module):
     """KLN + KCN: what the trainer optimises and checkpoints."""
 
-    def __init__(self, num_keypoints, backbone="hrnet_w32", pretrained=False, embed_dim=64):
+    def __init__(self, num_keypoints, backbone="hrnet_w32", pretrained=False, embed_dim=64, head_channels=64):
         super().__init__()
-        self.kln = KLN(num_keypoints, backbone, pretrained, embed_dim)
+        self.kln = KLN(num_keypoints, backbone, pretrained, embed_dim, head_channels)
         self.kcn = KCN(num_keypoints, embed_dim)
         self.extras = nn.ModuleDict()      # heads of the baselines (Gen decoder, Seq-MT attributes), see baselines.py
         self.num_keypoints = num_keypoints

@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from kpsemi import animal as A
 
 PATTERNS = ("stripes", "spots", "patches", "solid", "saddle")
+FAR_SHADE = 0.45      # brightness of the far flank's parts (the near flank is 1)
 _BG_PALETTE = np.array([[0.35, 0.45, 0.2], [0.55, 0.5, 0.35], [0.45, 0.38, 0.28], [0.6, 0.6, 0.55],
                         [0.25, 0.35, 0.2], [0.75, 0.68, 0.5], [0.4, 0.42, 0.45], [0.3, 0.25, 0.2]])
 
@@ -87,18 +88,21 @@ class _Animal:
         jitter = rng.normal(1.0, [0.12, 0.15, 0.15, 0.2, 0.12, 0.25]).clip(0.6, 1.5)
         kp3, self.prims3 = A.build(sp, self.pose, jitter)
         self.R = A.camera(self.pose)
-        xy, _ = A.project(np.concatenate([p[1] for p in self.prims3]), self.R, 1.0, np.zeros(2))
+        dist = self.pose.get("distance")
+        xy, _ = A.project(np.concatenate([p[1] for p in self.prims3]), self.R, 1.0, np.zeros(2), dist)
         lo, hi = xy.min(0), xy.max(0)
         self.scale = side_px / max(hi - lo)
         offset = centre_px - (lo + hi) / 2 * self.scale
-        self.kp, _ = A.project(kp3, self.R, self.scale, offset)  # (K, 2)
+        self.kp, _ = A.project(kp3, self.R, self.scale, offset, dist)  # (K, 2)
         self.prims = []
         for kind, pts, radii, cls, owners in self.prims3:
-            p2, depth = A.project(pts, self.R, self.scale, offset)
+            p2, depth = A.project(pts, self.R, self.scale, offset, dist)
+            f = 1.0 if dist is None else dist / (dist - depth)      # perspective size of each end
             # (kind, 2-D points, radii px, colour class, owned keypoints, depth, lateral position in the animal)
-            self.prims.append((kind, p2, radii * self.scale, cls, owners, float(depth.mean()), float(pts[:, 2].mean())))
+            self.prims.append((kind, p2, radii * f * self.scale, cls, owners, float(depth.mean()),
+                               float(pts[:, 2].mean())))
         self.prims.sort(key=lambda p: p[5])
-        axis, _ = A.project(np.array([[-0.5, 0, 0], [0.5, 0, 0]]), self.R, 1.0, np.zeros(2))
+        axis, _ = A.project(np.array([[-0.5, 0, 0], [0.5, 0, 0]]), self.R, 1.0, np.zeros(2), dist)
         u = axis[1] - axis[0]
         self.axis = u / (np.hypot(*u) + 1e-6)
         self.origin = offset
@@ -109,7 +113,8 @@ class _Animal:
             col, pat_col = rng.uniform(0.08, 0.95, 3), rng.uniform(0.0, 1.0, 3).astype(np.float32)
             self.pattern = PATTERNS[rng.integers(len(PATTERNS))]
         self.coat = np.clip(col, 0, 1)
-        self.palette = np.clip(np.stack([col, np.array(sp.paw_colour), [0.03, 0.03, 0.03],
+        paw = 0.5 * col + 0.5 * np.array(sp.paw_colour)   # paws a darker shade of the coat: the flank shadow shows
+        self.palette = np.clip(np.stack([col, paw, [0.03, 0.03, 0.03],
                                          col * 0.7, [0.1, 0.06, 0.06]]), 0, 1).astype(np.float32)
         self.pattern_colour = pat_col
         self.sp = sp
@@ -141,9 +146,10 @@ class _Animal:
         h, w = ids.shape
         depth = np.array([0.0] + [p[5] for p in self.prims])
         dn = (depth - depth[1:].min()) / (np.ptp(depth[1:]) + 1e-6)
-        # the flank facing the camera is lit, the far one in shadow: a cue for left vs right
+        # the flank facing the camera is lit, the far one (its legs, eye and ear) in the body's shadow: as in a
+        # photograph, a cue for near vs far, hence (with the facing direction) for left vs right
         near = np.sign(self.R[2, 2]) * np.array([0.0] + [p[6] for p in self.prims])
-        side = np.where(near > 0.02, 1.0, np.where(near < -0.02, 0.55, 0.85))
+        side = np.where(near > 0.02, 1.0, np.where(near < -0.02, FAR_SHADE, 0.8))
         shade = (side * (0.85 + 0.15 * dn)).astype(np.float32)[ids][..., None]
         cls = np.array([0] + [p[3] for p in self.prims])[ids]
         rgb = self.palette[cls] * shade

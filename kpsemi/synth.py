@@ -46,7 +46,7 @@ class SynthConfig:
     p_random_coat: float = 0.25   # an individual with a random coat colour / pattern
     p_camouflage: float = 0.25    # background tinted with the animal's coat colour
     clutter: tuple = (6, 20)
-    version: int = 3              # generator version: a cached set from another version is regenerated
+    version: int = 4              # generator version: a cached set (and a run) of another version is never reused
 
     @staticmethod
     def from_size(size="default", seed=0, **kw):

@@ -112,7 +112,8 @@ class Trainer:
         if unknown or "sup" not in self.names:
             raise UserError(f"losses must include 'sup' and come from {sorted(losses.LOSSES)}; got {self.names}")
         self.semi = len(self.names) > 1 and len(unlabeled) > 0
-        torch.manual_seed(cfg.seed)
+        seed = C.run_seed(cfg)
+        torch.manual_seed(seed)
         if cfg.num_threads:
             torch.set_num_threads(cfg.num_threads)
         if self.device.startswith("cuda"):
@@ -120,12 +121,14 @@ class Trainer:
         self.model = build_model(cfg, train.meta.num_keypoints, len(train.meta.attributes), cfg.pretrained)
         self.model.to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        self.g_data = torch.Generator().manual_seed(cfg.seed)
-        self.g_aug = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        self.g_data = torch.Generator().manual_seed(seed)
+        self.g_aug = torch.Generator(device=self.device).manual_seed(seed + 1)
         self.lab = Sampler(labeled, self.g_data)
         self.unl = Sampler(unlabeled, self.g_data) if self.semi else None
-        n_l = max(1, round(cfg.batch_size * cfg.labeled_ratio)) if self.semi else cfg.batch_size
-        self.n_lab, self.n_unl = n_l, (cfg.batch_size - n_l if self.semi else 0)
+        # a fair comparison: every run sees batch_size labeled crops per step; a semi-supervised run adds its
+        # unlabeled crops on top (paper: half of the batch labeled, half unlabeled)
+        self.n_lab = cfg.batch_size
+        self.n_unl = max(1, round(cfg.batch_size * cfg.unlabeled_ratio)) if self.semi else 0
         self.step, self.best, self.best_step, self.bad, self.history = 0, -1.0, 0, 0, []
         self.seconds, self.data_seconds = 0.0, 0.0
         os.makedirs(out_dir, exist_ok=True)
@@ -233,7 +236,7 @@ def _meta_state(meta):
 def build_model(cfg, num_keypoints, num_attributes, pretrained=False):
     """KLN + KCN, plus the extra heads the configured losses need (baselines.heads) as `model.extras`."""
     c = cfg if isinstance(cfg, dict) else C.to_dict(cfg)
-    m = models.KeypointModel(num_keypoints, c["backbone"], pretrained, c["embed_dim"])
+    m = models.KeypointModel(num_keypoints, c["backbone"], pretrained, c["embed_dim"], c["head_channels"])
     m.extras = baselines.heads(c["losses"], num_keypoints, num_attributes)
     return m
 

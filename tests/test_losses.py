@@ -34,9 +34,15 @@ def test_semantic_consistency_cross_entropy():
     assert math.isclose(losses.semantic_consistency(out).item(), math.log(1 + math.exp(-2)), rel_tol=1e-6)
 
 
-def test_transformation_invariance_is_mean_squared_distance():
-    out = _out(z=torch.zeros(1, 2, 3), z_g=torch.tensor([[[1.0, 1, 1], [3, 0, 0]]]))
-    assert math.isclose(losses.transformation_invariance(out).item(), (3 + 9) / 6)
+def test_transformation_invariance_is_squared_distance_of_unit_vectors():
+    # keypoint 0: z = (1, 0, 0), z' = (0, 2, 0) -> unit vectors (1, 0, 0), (0, 1, 0): distance^2 = 2
+    # keypoint 1: z = (3, 0, 0), z' = (5, 0, 0) -> the same direction: 0 (a scaled z costs nothing)
+    out = _out(z=torch.tensor([[[1.0, 0, 0], [3, 0, 0]]]), z_g=torch.tensor([[[0.0, 2, 0], [5, 0, 0]]]))
+    assert math.isclose(losses.transformation_invariance(out).item(), (2 + 0) / 2, rel_tol=1e-6)
+    # opposite directions: 4, and shrinking both z does not lower it
+    for s in (1.0, 1e-3):
+        out = _out(z=torch.tensor([[[s, s]]]), z_g=torch.tensor([[[-s, -s]]]))
+        assert math.isclose(losses.transformation_invariance(out).item(), 4.0, rel_tol=1e-5)
 
 
 def _heatmaps_of(kp, size=16):
@@ -79,9 +85,9 @@ def test_elt_inverse_warp_and_its_blind_spot():
 
 
 def test_total_weights_and_registry():
-    out = _out(z=torch.zeros(1, 1, 1), z_g=torch.ones(1, 1, 1), logits=torch.zeros(1, 2, 2))
+    out = _out(z=-torch.ones(1, 1, 1), z_g=torch.ones(1, 1, 1), logits=torch.zeros(1, 2, 2))
     tot, parts = losses.total(out, ["ti", "sc"], {"ti": 10.0, "sc": 0.5})
-    assert math.isclose(tot.item(), 10 * 1 + 0.5 * math.log(2), rel_tol=1e-6)
+    assert math.isclose(tot.item(), 10 * 4 + 0.5 * math.log(2), rel_tol=1e-6)
     assert set(parts) == {"ti", "sc"}
     assert set(losses.LOSSES) >= {"sup", "sc", "te", "ti", "elt"}
 
@@ -94,10 +100,17 @@ def test_keypoint_embeddings_gmp_by_hand_and_gradients():
     z = models.keypoint_embeddings(F, h)
     # channel 0: max(1, 0, 1) = 1; channel 1: max(-1, 0, 2) = 2
     assert z.tolist() == [[[1.0, 2.0]]]
+    # the pooling masks: negative values clipped, divided by the peak: (0.4, -0.3, 0.2) -> (1, 0, 0.5), same z
+    assert models.pooling_masks(torch.tensor([[[[0.4, -0.3, 0.2]]]])).tolist() == [[[[1.0, 0.0, 0.5]]]]
+    assert models.keypoint_embeddings(F, 0.4 * h - 0.3 * (h == 0)).tolist() == [[[1.0, 2.0]]]
     Fd = torch.randn(2, 3, 4, 5, dtype=torch.float64, requires_grad=True)
     hd = torch.rand(2, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: models.keypoint_embeddings(a, b, chunk_elems=50, normalize=False),
+                                    (Fd, hd))
     assert torch.autograd.gradcheck(lambda a, b: models.keypoint_embeddings(a, b, chunk_elems=50), (Fd, hd))
     ref = (Fd[:, None] * hd[:, :, None]).flatten(3).amax(-1)
+    assert torch.allclose(models.keypoint_embeddings(Fd, hd, normalize=False), ref)
+    ref = (Fd[:, None] * (hd / hd.amax((-2, -1), keepdim=True))[:, :, None]).flatten(3).amax(-1)
     assert torch.allclose(models.keypoint_embeddings(Fd, hd), ref)
 
 
