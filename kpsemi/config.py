@@ -52,7 +52,9 @@ class Config:
     lr: float = 1e-4
     max_steps: int = 100_000
     eval_every: int = 1000
-    patience: int = 10               # evaluations without val PCK improvement before stopping
+    patience: int = 10               # evaluations without val PCK improvement before stopping (or dropping lr)
+    lr_drops: int = 0                # on a plateau first multiply lr by lr_drop_factor, this many times, then stop
+    lr_drop_factor: float = 0.1
     amp: bool = True                 # mixed precision on CUDA
     seed: int = None                 # initialisation and sampling seed; None: the split seed (see run_seed)
     num_threads: int = 0             # torch CPU threads (0: torch's default)

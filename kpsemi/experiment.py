@@ -148,7 +148,11 @@ def run_dir(cfg, spec=None):
     import hashlib
     from kpsemi.paths import results_dir
     own = spec is not None and any(v is not None for k, v in vars(spec).items() if k != "video_frames")
-    key = json.dumps({"cfg": C.to_dict(cfg), "spec": vars(spec) if own else None}, sort_keys=True)
+    key = {"cfg": C.to_dict(cfg), "spec": vars(spec) if own else None}
+    if cfg.dataset == "synthetic" and not own:     # a new version of the embedded set is a new run
+        from kpsemi.synth import SynthConfig
+        key["synth_version"] = SynthConfig.version
+    key = json.dumps(key, sort_keys=True)
     h = hashlib.sha1(key.encode()).hexdigest()[:10]
     name = f"{cfg.dataset}-{'+'.join(cfg.losses)}-{cfg.labeled:g}-s{cfg.split_seed}-{cfg.preset}-{h}"
     return os.path.join(results_dir(), "runs", name)

@@ -7,7 +7,7 @@ paper), upsample if needed and concatenate. Two heads read that concatenation:
     layer that produces K heatmaps must see at least K channels: every pixel's K heatmap values are a linear map of
     its input channels, so with fewer channels than keypoints (HRNet's pose head reads the 32-channel branch 0;
     the CPU backbones' branch 0 has 8) some keypoints can only be mixtures of others, and left/right twins merge
-    (docs/deviations.md measures it). `tests/method/test_models.py` checks the rank for K = 16, 17 and 68.
+    (docs/deviations.md measures it). The tests check the rank for every backbone with K = 16, 17 and 68.
   - features: a 1x1 conv to C = 64 channels -> F (paper Fig. 2).
 For keypoint i, z_i = GMP(F * h_i), and KCN (a tiny MLP shared by all keypoints, < 1,000 parameters) classifies z_i
 into K types.

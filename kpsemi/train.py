@@ -5,8 +5,8 @@ One step: draw labeled and unlabeled indices (50 % / 50 % by default) -> batch d
 (rotation, scale, flip) -> if a loss needs it, a second view x' = g(x, s) by a random perspective warp -> the model
 on both views at once -> outputs dict (heatmaps, targets, z, KCN logits, ...) -> losses.total -> Adam.
 Every `eval_every` steps: validation PCK, keep the best weights, write last.pt (everything needed to resume:
-model, optimizer, both RNG states, sampler positions, counters, history); stop after `patience` evaluations
-without improvement or at `max_steps`.
+model, optimizer, both RNG states, sampler positions, counters, history); after `patience` evaluations without
+improvement, lower the learning rate (`lr_drops` times, by `lr_drop_factor`), then stop; or stop at `max_steps`.
 """
 import json
 import math
@@ -129,7 +129,7 @@ class Trainer:
         # unlabeled crops on top (paper: half of the batch labeled, half unlabeled)
         self.n_lab = cfg.batch_size
         self.n_unl = max(1, round(cfg.batch_size * cfg.unlabeled_ratio)) if self.semi else 0
-        self.step, self.best, self.best_step, self.bad, self.history = 0, -1.0, 0, 0, []
+        self.step, self.best, self.best_step, self.bad, self.drops, self.history = 0, -1.0, 0, 0, 0, []
         self.seconds, self.data_seconds = 0.0, 0.0
         os.makedirs(out_dir, exist_ok=True)
 
@@ -138,7 +138,8 @@ class Trainer:
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "g_data": self.g_data.get_state(),
                 "g_aug": self.g_aug.get_state(), "lab": self.lab.state_dict(),
                 "unl": self.unl.state_dict() if self.unl else None, "step": self.step, "best": self.best,
-                "best_step": self.best_step, "bad": self.bad, "history": self.history, "seconds": self.seconds,
+                "best_step": self.best_step, "bad": self.bad, "drops": self.drops, "history": self.history,
+                "seconds": self.seconds,
                 "data_seconds": self.data_seconds, "config": C.to_dict(self.cfg)}
 
     def save(self, name, state):
@@ -156,7 +157,7 @@ class Trainer:
         self.lab.load_state_dict(s["lab"])
         if self.unl and s["unl"]:
             self.unl.load_state_dict(s["unl"])
-        for k in ("step", "best", "best_step", "bad", "history", "seconds", "data_seconds"):
+        for k in ("step", "best", "best_step", "bad", "drops", "history", "seconds", "data_seconds"):
             setattr(self, k, s[k])
         return True
 
@@ -204,6 +205,7 @@ class Trainer:
                 val = evaluate(self.model, self.val, cfg.stride, self.device, cfg.amp)
                 self.seconds = time.time() - t_start
                 rec = {"step": self.step, "val_pck": val["pck"], "seconds": round(self.seconds, 2),
+                       "lr": self.opt.param_groups[0]["lr"],
                        **{f"loss_{n}": v / n_steps for n, v in running.items()}}
                 self.history.append(rec)
                 with open(hist_path, "a") as f:
@@ -215,6 +217,10 @@ class Trainer:
                                           "meta": _meta_state(self.train.meta), "step": self.step})
                 else:
                     self.bad += 1
+                if self.bad >= cfg.patience and self.drops < cfg.lr_drops:   # plateau: a lower learning rate first
+                    self.drops, self.bad = self.drops + 1, 0
+                    for group in self.opt.param_groups:
+                        group["lr"] *= cfg.lr_drop_factor
                 self.save("last.pt", self.state_dict())
                 bar.set_postfix(val_pck=f"{val['pck']:.1f}", best=f"{self.best:.1f}")
         bar.close()
