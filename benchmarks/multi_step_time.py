@@ -10,7 +10,7 @@ from dataclasses import replace
 
 import torch
 
-from kpsemi import multi_train
+from kpsemi.multi import train as multi_train
 
 
 def time_steps(cfg, data, steps, warmup=3):

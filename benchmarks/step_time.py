@@ -14,8 +14,10 @@ from dataclasses import replace
 
 import torch
 
-from kpsemi import config, datasets, losses, models
-from kpsemi.train import Trainer
+from kpsemi import config
+from kpsemi import data as datasets
+from kpsemi.method import losses, models
+from kpsemi.method.train import Trainer
 
 
 def peak_mb(device):

@@ -13,7 +13,8 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from kpsemi import classifier, report, saliency, weak
+from kpsemi.weak import classifier, saliency, pipeline as weak
+from kpsemi.repro import report
 
 
 def timed(fn, device, repeat=3):

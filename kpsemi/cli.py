@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-from kpsemi.records import UserError
+from kpsemi.data.records import UserError
 
 
 def _add_data(sub):
@@ -48,7 +48,7 @@ def _add_data(sub):
 def _data(args):
     from kpsemi import config
     if args.data_cmd == "synth":
-        from kpsemi import synth
+        from kpsemi.data.synthetic import writer as synth
         lo, hi = (int(v) for v in args.animals.split(","))
         cfg = synth.SynthConfig.from_size(args.size, args.seed, animals=(lo, hi))
         stats = synth.write_coco(cfg, args.out, workers=args.workers)
@@ -56,14 +56,15 @@ def _data(args):
               f"{stats['seconds']:.1f} s: {stats['images_per_s']:.0f} images/s with {stats['workers']} workers")
         return
     if args.data_cmd == "download":
-        from kpsemi import download
+        from kpsemi.data import download
         root = download.download_dataset(args.name, root=args.root, allow_unverified=args.allow_unverified)
         print(f"{args.name} is ready under {root}")
         return
     cfg = config.get(args.preset, dataset=args.dataset)
     if args.data_cmd == "splits":
-        from kpsemi import datasets, splits
-        meta, inst = datasets.records(cfg.dataset, "train", synth_size=cfg.synth_size, seed=cfg.data_seed)
+        from kpsemi import data as datasets
+        from kpsemi.data import splits
+        meta, inst = datasets.load_records(cfg.dataset, "train", synth_size=cfg.synth_size, seed=cfg.data_seed)
         s = splits.get(meta.name, [i.id for i in inst])
         print(f"splits of {meta.name} ({len(inst)} training samples) in {splits.path_for(meta.name)}: labeled "
               f"fractions {sorted(s.doc['labeled'])}, unlabeled-pool fractions {sorted(s.doc['unlabeled'])}")
@@ -99,7 +100,8 @@ def _add_train(sub):
 
 
 def _train(args):
-    from kpsemi import config, experiment
+    from kpsemi import config
+    from kpsemi import runs as experiment
     weights = None
     if args.weights:
         weights = dict(config.get(args.preset).weights)
@@ -139,7 +141,8 @@ def _add_reproduce(sub):
 
 
 def _reproduce(args):
-    from kpsemi import config, reproduce
+    from kpsemi import config
+    from kpsemi.repro import grid as reproduce
     preset = config.get(args.preset).preset
 
     def floats(s, kind):
@@ -149,7 +152,7 @@ def _reproduce(args):
             raise UserError(f"not a comma list of numbers: {s!r}") from None
 
     if args.table == "smp":                        # SemiMultiPose honeybee table: kpsemi.multi_table, no papermill
-        from kpsemi import multi_table
+        from kpsemi.multi import table as multi_table
         print(multi_table.reproduce_table(preset, tuple(t.strip() for t in args.train_sets.split(",") if t.strip()),
                                           floats(args.seeds, int), args.root, os.path.join(args.out, "tablesmp")))
         print(f"\n(smp.md/.csv, runs.md/.csv and curves-*.png are in {args.out}/tablesmp/)")
@@ -165,7 +168,9 @@ def preview(cfg, out):
     """Write preview.png and summary.md/csv for the dataset of `cfg`; returns the Markdown table."""
     import matplotlib
     matplotlib.use("Agg")
-    from kpsemi import datasets, draw, report
+    from kpsemi import draw
+    from kpsemi import data as datasets
+    from kpsemi.repro import report
     os.makedirs(out, exist_ok=True)
     rows, splits_ = [], {}
     for split in ("train", "val", "test"):
@@ -207,7 +212,8 @@ def main(argv=None):
         elif args.cmd == "reproduce":
             _reproduce(args)
         elif args.cmd == "quickstart":
-            from kpsemi import config, quickstart
+            from kpsemi import config
+            from kpsemi.repro import quickstart
             cfg = config.get(args.preset)
             print(preview(cfg, os.path.join(args.out, "data")))
             print(quickstart.run(cfg.preset, args.out))

@@ -92,7 +92,7 @@ def problems(ipynb):
         if bad in text:
             out.append(f"{ipynb} uses {bad}: notebooks import the installed kpsemi only")
     if not code or "report.record(" not in code[-1].source:
-        out.append(f"{ipynb}: the last code cell must record the metrics with kpsemi.report.record(...)")
+        out.append(f"{ipynb}: the last code cell must record the metrics with kpsemi.repro.report.record(...)")
     return out
 
 

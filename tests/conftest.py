@@ -16,5 +16,5 @@ def shared(name):
 
 @pytest.fixture(scope="session")
 def smoke_dir():
-    from kpsemi import synth
+    from kpsemi.data.synthetic import writer as synth
     return synth.ensure("smoke", 0, progress=False)

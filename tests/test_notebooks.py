@@ -11,7 +11,8 @@ import os
 
 import pytest
 
-from kpsemi import nbtools, report
+from kpsemi import nbtools
+from kpsemi.repro import report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOTEBOOKS = sorted(glob.glob(os.path.join(ROOT, "notebooks", "*.ipynb")))

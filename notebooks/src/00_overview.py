@@ -24,7 +24,10 @@ out_dir = None        # None: results/00_overview/
 # %%
 import matplotlib.pyplot as plt
 
-from kpsemi import config, datasets, draw, evaluate, experiment, report, train
+from kpsemi import config, draw
+from kpsemi import data as datasets, runs as experiment
+from kpsemi.method import evaluate, train
+from kpsemi.repro import report
 
 cfg = config.get(preset)
 out = report.notebook_dir("00_overview", out_dir)

@@ -14,7 +14,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from kpsemi import animal, config, datasets, draw, heatmaps, metrics, report, splits, synth, warp
+from kpsemi import config, draw
+from kpsemi.data.synthetic import animal, writer as synth
+from kpsemi import data as datasets
+from kpsemi.method import heatmaps, metrics, warp
+from kpsemi.repro import report
+from kpsemi.data import splits
 
 cfg = config.get(preset)
 out = report.notebook_dir("01_data_and_splits", out_dir)

@@ -23,7 +23,10 @@ out_dir = None        # None: results/02_supervised_baseline/
 # %%
 import matplotlib.pyplot as plt
 
-from kpsemi import config, datasets, draw, evaluate, experiment, metrics, models, report, train
+from kpsemi import config, draw
+from kpsemi import data as datasets, runs as experiment
+from kpsemi.method import evaluate, metrics, models, train
+from kpsemi.repro import report
 
 cfg = config.get(preset)
 fractions = fractions or config.by_preset(cfg.preset, smoke=[0.05, 1.0], demo=[0.05, 0.1, 0.2, 0.5, 1.0],

@@ -24,7 +24,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from kpsemi import config, datasets, draw, evaluate, experiment, metrics, models, report, train
+from kpsemi import config, draw
+from kpsemi import data as datasets, runs as experiment
+from kpsemi.method import evaluate, metrics, models, train
+from kpsemi.repro import report
 
 cfg = config.get(preset)
 out = report.notebook_dir("03_semantic_consistency", out_dir)

@@ -25,7 +25,10 @@ out_dir = None        # None: results/04_equivariance_invariance/
 import matplotlib.pyplot as plt
 import torch
 
-from kpsemi import config, datasets, draw, experiment, heatmaps, losses, report, warp
+from kpsemi import config, draw
+from kpsemi import data as datasets, runs as experiment
+from kpsemi.method import heatmaps, losses, warp
+from kpsemi.repro import report
 
 cfg = config.get(preset)
 out = report.notebook_dir("04_equivariance_invariance", out_dir)

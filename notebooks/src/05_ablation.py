@@ -17,7 +17,9 @@ out_dir = None        # None: results/05_ablation/
 import matplotlib.pyplot as plt
 import numpy as np
 
-from kpsemi import config, experiment, paper, report
+from kpsemi import config
+from kpsemi import runs as experiment
+from kpsemi.repro import paper, report
 
 cfg = config.get(preset)
 fractions = fractions or config.by_preset(cfg.preset, smoke=[0.05], demo=[0.05], paper=list(paper.FRACTIONS))

@@ -20,7 +20,9 @@ out_dir = None        # None: results/06_unlabeled_amount_and_gt/
 # %%
 import matplotlib.pyplot as plt
 
-from kpsemi import config, experiment, paper, report
+from kpsemi import config
+from kpsemi import runs as experiment
+from kpsemi.repro import paper, report
 
 cfg = config.get(preset)
 pool_fractions = pool_fractions or config.by_preset(cfg.preset, smoke=[0.1, 1.0], demo=[0.1, 0.5, 1.0],

@@ -17,7 +17,9 @@ out_dir = None        # None: results/07_loss_weights/
 # %%
 import matplotlib.pyplot as plt
 
-from kpsemi import config, experiment, paper, report
+from kpsemi import config
+from kpsemi import runs as experiment
+from kpsemi.repro import paper, report
 
 cfg = config.get(preset)
 out = report.notebook_dir("07_loss_weights", out_dir)

@@ -32,7 +32,11 @@ out_dir = None        # None: results/08_baselines/
 import matplotlib.pyplot as plt
 import torch
 
-from kpsemi import baselines, config, datasets, draw, experiment, pseudo, report, train, warp
+from kpsemi import config, draw
+from kpsemi.baselines import heads as baselines, pseudo
+from kpsemi import data as datasets, runs as experiment
+from kpsemi.repro import report
+from kpsemi.method import train, warp
 
 cfg = config.get(preset)
 out = report.notebook_dir("08_baselines", out_dir)

@@ -32,7 +32,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from kpsemi import classifier, draw, report, saliency, weak
+from kpsemi import draw
+from kpsemi.weak import classifier, saliency, pipeline as weak
+from kpsemi.repro import report
 
 cfg = weak.get_config(preset, arch=arch, keep=keep, alpha=alpha)
 weak.set_threads(cfg)

@@ -35,7 +35,11 @@ out_dir = None           # None: results/10_embeddings_tsne/
 import matplotlib.pyplot as plt
 import numpy as np
 
-from kpsemi import config, datasets, embeddings, experiment, explorer, report, train
+from kpsemi import config
+from kpsemi import data as datasets, runs as experiment
+from kpsemi.embeddings import analysis as embeddings, explorer
+from kpsemi.repro import report
+from kpsemi.method import train
 
 cfg = config.get(preset, dataset=dataset)
 out = report.notebook_dir("10_embeddings_tsne", out_dir)

@@ -32,7 +32,9 @@ import os
 import matplotlib.pyplot as plt
 import torch
 
-from kpsemi import draw, multi_eval, multi_losses, multi_model, multi_train, report
+from kpsemi import draw
+from kpsemi.multi import eval as multi_eval, losses as multi_losses, model as multi_model, train as multi_train
+from kpsemi.repro import report
 from kpsemi.paths import results_dir
 
 cfg = multi_train.get(preset, dataset, root=root, train_set=train_set, subset_seed=subset_seed,

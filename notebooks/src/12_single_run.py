@@ -32,7 +32,10 @@ import json
 
 import matplotlib.pyplot as plt
 
-from kpsemi import config, draw, evaluate, experiment, report, train
+from kpsemi import config, draw
+from kpsemi.method import evaluate, train
+from kpsemi import runs as experiment
+from kpsemi.repro import report
 
 cfg = config.get(preset)
 cfg = config.get(cfg.preset, dataset=dataset, losses=tuple(losses), labeled=labeled, split_seed=split_seed,

@@ -1,0 +1,89 @@
+"""PL: pseudo-labels by data distillation (Radosavovic et al. 2018), as the paper applies it (Table 1 row).
+
+1. Train the supervised model on the labeled subset (the same run as the supervised row, reused when cached).
+2. Predict every unlabeled training image with multi-transform inference: the image at 3 scales x {as is,
+   flipped}; each heatmap set is mapped back to the original frame (inverse warp, left/right channels swapped for
+   flips) and the heatmaps are averaged, then decoded.
+3. Keep confident pseudo-labels: a keypoint is kept when the peak of its averaged heatmap is at least
+   `threshold` (0.5 of a perfect Gaussian peak); an image is kept when at least half of its keypoints are.
+4. Retrain from scratch, same backbone and schedule, on labeled + pseudo-labeled images (supervised loss only).
+
+Not defined at 100 % labels (nothing is unlabeled). The quality of the pseudo-labels (PCK against the hidden
+ground truth of the unlabeled training images) is reported, so one can see why PL helps or hurts.
+"""
+import os
+from dataclasses import replace
+
+import torch
+
+from kpsemi import config as C
+from kpsemi.method import heatmaps, metrics, warp
+from kpsemi.method.evaluate import autocast
+from kpsemi.paths import write_json_atomic
+from kpsemi.data.records import UserError
+
+SCALES = (0.8, 1.0, 1.2)
+
+
+@torch.no_grad()
+def ensemble_heatmaps(model, data, idx, meta, stride=4, batch=64, device="cpu", amp=True):
+    """Averaged heatmaps (n, K, h, w) of data[idx] over SCALES x {no flip, flip}, in the original frame."""
+    model.eval()
+    perm = meta.flip_permutation()
+    out = []
+    for i in range(0, len(idx), batch):
+        x = data.batch(idx[i:i + batch], device)["image"]
+        B = x.shape[0]
+        acc = 0.0
+        n = 0
+        for s in SCALES:
+            for flip in ((False, True) if meta.flip_pairs else (False,)):
+                A = torch.diag(torch.tensor([-s if flip else s, s, 1.0], device=device)).expand(B, 3, 3)
+                with autocast(device, amp):
+                    h = model(warp.warp(x, A))["heatmaps"].float()
+                if flip:
+                    h = h[:, perm]
+                acc = acc + warp.warp(h, torch.linalg.inv(A))
+                n += 1
+        out.append((acc / n).cpu())
+    return torch.cat(out)
+
+
+def pseudo_labels(model, data, idx, meta, threshold=0.5, min_keep=0.5, stride=4, device="cpu", amp=True):
+    """(keypoints (n, K, 3) with v = 2 for confident predictions, kept (n,) bool)."""
+    hm = ensemble_heatmaps(model, data, idx, meta, stride, device=device, amp=amp)
+    xy, score = heatmaps.decode(hm, stride)
+    conf = score >= threshold
+    kp = torch.cat([xy * conf[..., None], 2.0 * conf[..., None]], -1)
+    kept = conf.float().mean(1) >= min_keep
+    return kp, kept
+
+
+def run(cfg, out_dir, spec=None, progress=True):
+    """Train the PL row; returns and writes its metrics.json (same keys as experiment.run + pseudo-label stats)."""
+    from kpsemi import runs as experiment
+    from kpsemi.method.train import load_model
+    if cfg.labeled >= 1.0:
+        raise UserError("PL is not defined at 100 % labels: there is no unlabeled data to pseudo-label")
+    teacher_cfg = replace(cfg, method="standard", losses=("sup",))
+    _, tdir = experiment.cached(teacher_cfg, spec, progress)
+    train, val, test, labeled, unlabeled = experiment.load_data(cfg, spec, progress)
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    teacher, _, _ = load_model(os.path.join(tdir, "best.pt"), dev)
+    kp, kept = pseudo_labels(teacher, train, unlabeled, train.meta, cfg.pl_threshold, stride=cfg.stride,
+                             device=dev, amp=cfg.amp)
+    truth = train.keypoints[unlabeled]                       # hidden labels of the unlabeled images (for the report)
+    conf = kp[..., 2] > 0
+    good = metrics.hits(kp[..., :2], torch.where(conf[..., None], truth, torch.zeros_like(truth)),
+                        train.norm[unlabeled])[0]
+    quality = 100.0 * float(good.sum()) / max(1, int((conf & (truth[..., 2] > 0)).sum()))
+    student = train.subset(torch.arange(len(train)))
+    student.keypoints[unlabeled] = torch.where(kept[:, None, None], kp, torch.zeros_like(kp))
+    student.labeled[unlabeled] = kept
+    new_lab = torch.cat([labeled, unlabeled[kept]])
+    m = experiment.train_and_test(teacher_cfg, out_dir, student, val, test, new_lab, torch.zeros(0, dtype=torch.long),
+                                  progress=progress)
+    m.update(method="pl", config=C.to_dict(cfg), teacher=tdir, n_pseudo_images=int(kept.sum()),
+             pseudo_keypoints_kept=int(conf[kept].sum()), pseudo_label_pck=quality, n_labeled=len(labeled))
+    write_json_atomic(m, os.path.join(out_dir, "metrics.json"), indent=1)
+    return m
