@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-from kpsemi.data.records import UserError
+from kpsemi.errors import UserError
 
 
 def _add_data(sub):

@@ -9,7 +9,7 @@
 import os
 from dataclasses import asdict, dataclass, field, replace
 
-from kpsemi.data.records import UserError
+from kpsemi.errors import UserError
 
 PRESET_NAMES = ("smoke", "demo", "paper")
 

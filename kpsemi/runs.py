@@ -25,7 +25,7 @@ from kpsemi.data import crops as D, splits
 from kpsemi import data as datasets
 from kpsemi.method.evaluate import evaluate
 from kpsemi.paths import write_json_atomic
-from kpsemi.data.records import UserError
+from kpsemi.errors import UserError
 from kpsemi.method.train import Trainer
 
 

@@ -20,7 +20,7 @@ from kpsemi import config as C
 from kpsemi.method import heatmaps, metrics, warp
 from kpsemi.method.evaluate import autocast
 from kpsemi.paths import write_json_atomic
-from kpsemi.data.records import UserError
+from kpsemi.errors import UserError
 
 SCALES = (0.8, 1.0, 1.2)
 

@@ -13,7 +13,7 @@ import os
 
 from kpsemi.data import crops as D
 from kpsemi.paths import data_dir
-from kpsemi.data.records import DataError
+from kpsemi.errors import DataError
 
 REAL = ("lsp", "mpii", "cub", "atrw")
 NAMES = ("synthetic",) + REAL + ("coco", "dlc")

@@ -21,7 +21,8 @@ from tqdm.auto import tqdm
 
 from kpsemi.method import warp
 from kpsemi.paths import save_atomic
-from kpsemi.data.records import DataError, Meta
+from kpsemi.data.records import Meta
+from kpsemi.errors import DataError
 
 
 @dataclass

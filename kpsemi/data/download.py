@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
-from kpsemi.data.records import DataError
+from kpsemi.errors import DataError
 
 CHUNK = 1 << 20        # bytes per read
 TIMEOUT = 60           # seconds without data before a request gives up

@@ -10,13 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-class UserError(ValueError):
-    """A problem with what the user gave (a path, an option, a file): shown as one `error:` line by the CLI."""
-
-
-class DataError(UserError):
-    """Bad input data: the message names the file, the row/annotation and what is wrong."""
+from kpsemi.errors import DataError
 
 
 @dataclass

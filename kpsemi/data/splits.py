@@ -15,7 +15,7 @@ import os
 import numpy as np
 
 from kpsemi.paths import splits_dir, write_json_atomic
-from kpsemi.data.records import DataError
+from kpsemi.errors import DataError
 
 FRACTIONS = (0.05, 0.1, 0.2, 0.5, 1.0)
 UNLABELED_FRACTIONS = (0.1, 0.2, 0.5, 1.0)

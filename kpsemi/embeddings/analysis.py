@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from kpsemi import draw
 from kpsemi.method import heatmaps as H, models
-from kpsemi.data.records import UserError
+from kpsemi.errors import UserError
 
 SOURCES = ("predicted", "ground truth")
 THREADS = 1

@@ -18,7 +18,7 @@ import torch
 from kpsemi import draw
 from kpsemi.embeddings import analysis as E
 from kpsemi.method import heatmaps as H, train
-from kpsemi.data.records import UserError
+from kpsemi.errors import UserError
 
 
 def model_paths(models):

@@ -21,11 +21,7 @@ from kpsemi.baselines import heads as baselines
 from kpsemi.method import heatmaps, losses, models, warp
 from kpsemi.method.evaluate import autocast, evaluate
 from kpsemi.paths import save_atomic
-from kpsemi.data.records import UserError
-
-
-class TrainingError(RuntimeError):
-    pass
+from kpsemi.errors import TrainingError, UserError
 
 
 class Sampler:

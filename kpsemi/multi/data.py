@@ -29,7 +29,8 @@ from tqdm.auto import tqdm
 from kpsemi.data.sources import coco
 from kpsemi.method import warp
 from kpsemi.paths import data_dir, save_atomic, splits_dir, write_json_atomic
-from kpsemi.data.records import DataError, Meta
+from kpsemi.data.records import Meta
+from kpsemi.errors import DataError
 
 
 @dataclass

@@ -9,7 +9,7 @@ import os
 from kpsemi.multi import data as multi_data, eval as multi_eval
 from kpsemi.repro import paper
 from kpsemi.multi.train import METHODS, get, run_methods
-from kpsemi.data.records import UserError
+from kpsemi.errors import UserError
 
 PAPER_AP = {m: {ts.lower(): ap for ts, ap in paper.SMP_HONEYBEE[name].items()}
             for m, name in METHODS.items()}                                    # method -> train set -> AP

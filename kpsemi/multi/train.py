@@ -30,8 +30,9 @@ from kpsemi.multi import data as multi_data, eval as multi_eval, losses as multi
 from kpsemi.method.evaluate import autocast
 from kpsemi.multi.model import MultiPoseNet
 from kpsemi.paths import save_atomic, write_json_atomic
-from kpsemi.data.records import UserError
-from kpsemi.method.train import Sampler, TrainingError
+from kpsemi.errors import UserError
+from kpsemi.method.train import Sampler
+from kpsemi.errors import TrainingError
 
 METHODS = multi_eval.NAMES          # method -> the row name in the seed's table
 

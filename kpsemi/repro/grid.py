@@ -18,7 +18,7 @@ import os
 from dataclasses import asdict, dataclass, field
 
 from kpsemi.repro import paper
-from kpsemi.data.records import UserError
+from kpsemi.errors import UserError
 
 NOTEBOOK = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "notebooks",
                         "12_single_run.ipynb")

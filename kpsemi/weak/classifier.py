@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from kpsemi.method import warp
 from kpsemi.method.models import MEAN, STD
 from kpsemi.paths import save_atomic
-from kpsemi.data.records import UserError
+from kpsemi.errors import UserError
 
 VGG_SMALL = [16, "M", 32, "M", 64, 64, "M", 128, 128, "M"]     # torchvision VGG layer list, narrow, 4 pools
 

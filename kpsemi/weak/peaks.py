@@ -20,7 +20,7 @@ the pixel position is kept.
 import torch
 import torch.nn.functional as F
 
-from kpsemi.data.records import UserError
+from kpsemi.errors import UserError
 
 
 def nms(score, radius=2, max_peaks=20):

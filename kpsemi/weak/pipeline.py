@@ -32,7 +32,7 @@ from kpsemi import data as datasets
 from kpsemi.repro import report
 from kpsemi import config as C
 from kpsemi.paths import write_json_atomic
-from kpsemi.data.records import UserError
+from kpsemi.errors import UserError
 
 
 @dataclass

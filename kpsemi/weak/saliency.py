@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from kpsemi.data.records import UserError
+from kpsemi.errors import UserError
 
 
 # ---- occlusion sensitivity ----------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from kpsemi.baselines import heads as baselines, pseudo
 from kpsemi import runs as experiment
 from kpsemi.method import heatmaps, losses, train
 from kpsemi.repro import grid as reproduce
-from kpsemi.data.records import UserError
+from kpsemi.errors import UserError
 
 
 def test_attribute_loss_is_bce_over_known_attributes_only():

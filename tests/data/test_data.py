@@ -9,7 +9,8 @@ from PIL import Image
 from kpsemi import paths
 from kpsemi.data.sources import coco, dlc
 from kpsemi.data import crops as data
-from kpsemi.data.records import DataError, Instance, Meta, infer_flip_pairs
+from kpsemi.data.records import Instance, Meta, infer_flip_pairs
+from kpsemi.errors import DataError
 from tests.conftest import shared
 
 

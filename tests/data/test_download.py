@@ -12,7 +12,7 @@ import pytest
 
 from kpsemi.data import download
 from kpsemi.data.download import DownloadError, Remote
-from kpsemi.data.records import DataError
+from kpsemi.errors import DataError
 
 
 class _Handler(BaseHTTPRequestHandler):

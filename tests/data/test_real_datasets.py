@@ -12,7 +12,7 @@ from tests import realfixtures as R
 from kpsemi.data.sources import atrw, cub, lsp, mpii
 from kpsemi.data import crops as data, download
 from kpsemi import data as datasets
-from kpsemi.data.records import DataError
+from kpsemi.errors import DataError
 
 MODULES = {"lsp": lsp, "mpii": mpii, "cub": cub, "atrw": atrw}
 

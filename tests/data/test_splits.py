@@ -3,7 +3,7 @@ import json
 import pytest
 
 from kpsemi.data import splits
-from kpsemi.data.records import DataError
+from kpsemi.errors import DataError
 
 
 def test_nested_seeded_and_sized():

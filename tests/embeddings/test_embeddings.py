@@ -10,7 +10,8 @@ from kpsemi import data as datasets
 from kpsemi.embeddings import analysis as E, explorer as X
 from kpsemi.method import models
 from kpsemi.data.crops import KeypointData
-from kpsemi.data.records import Meta, UserError
+from kpsemi.data.records import Meta
+from kpsemi.errors import UserError
 
 
 # ---- extraction ---------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from kpsemi import config
 from kpsemi import runs as experiment
 from kpsemi.method import losses
 from kpsemi.data import splits
-from kpsemi.method.train import TrainingError
+from kpsemi.errors import TrainingError
 
 
 def _cfg(**kw):

@@ -11,7 +11,8 @@ import torch
 
 from kpsemi.multi import data as multi_data, eval as multi_eval, losses as multi_losses, model as multi_model
 from kpsemi.multi import table as multi_table, train as multi_train
-from kpsemi.data.records import DataError, Meta
+from kpsemi.data.records import Meta
+from kpsemi.errors import DataError
 from tests.conftest import shared
 
 

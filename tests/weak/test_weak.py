@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 
 from kpsemi.weak import classifier, peaks, saliency, pipeline as weak
-from kpsemi.data.records import UserError
+from kpsemi.errors import UserError
 
 
 def small_net(seed=0, classes=5):

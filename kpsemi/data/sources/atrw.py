@@ -20,7 +20,8 @@ import warnings
 
 from kpsemi.data import download
 from kpsemi.data.sources.coco import load_coco
-from kpsemi.data.records import DataError, Meta
+from kpsemi.data.records import Meta
+from kpsemi.errors import DataError
 
 NAME = "atrw"
 KEYPOINTS = ["left_ear", "right_ear", "nose", "right_shoulder", "right_front_paw", "left_shoulder",

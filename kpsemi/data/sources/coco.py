@@ -12,7 +12,8 @@ import warnings
 import numpy as np
 from PIL import Image
 
-from kpsemi.data.records import DataError, Instance, Meta, box_from_keypoints, check_box, check_keypoints
+from kpsemi.data.records import Instance, Meta, box_from_keypoints, check_box, check_keypoints
+from kpsemi.errors import DataError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 

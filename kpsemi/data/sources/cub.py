@@ -19,7 +19,8 @@ import os
 import numpy as np
 
 from kpsemi.data import download
-from kpsemi.data.records import DataError, Instance, Meta, check_box
+from kpsemi.data.records import Instance, Meta, check_box
+from kpsemi.errors import DataError
 
 NAME = "cub"
 KEYPOINTS = ["back", "beak", "belly", "breast", "crown", "forehead", "left_eye", "left_leg", "left_wing", "nape",

@@ -16,7 +16,8 @@ import os
 import numpy as np
 from PIL import Image
 
-from kpsemi.data.records import DataError, Instance, Meta
+from kpsemi.data.records import Instance, Meta
+from kpsemi.errors import DataError
 
 SPLIT_FRACTIONS = {"train": 0.8, "val": 0.1, "test": 0.1}
 

@@ -27,7 +27,8 @@ import numpy as np
 import scipy.io
 
 from kpsemi.data import download
-from kpsemi.data.records import DataError, Instance, Meta, box_from_keypoints
+from kpsemi.data.records import Instance, Meta, box_from_keypoints
+from kpsemi.errors import DataError
 
 NAME = "mpii"
 KEYPOINTS = ["right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle", "pelvis", "thorax",

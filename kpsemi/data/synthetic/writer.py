@@ -20,7 +20,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from kpsemi.data.synthetic import animal as A
-from kpsemi.data.records import UserError
+from kpsemi.errors import UserError
 from kpsemi.data.synthetic.scene import render_scene
 
 SPLITS = ("train", "val", "test")
