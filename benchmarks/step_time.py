@@ -14,8 +14,7 @@ from dataclasses import replace
 
 import torch
 
-from kpsemi import config
-from kpsemi import data as datasets
+from kpsemi import config, data
 from kpsemi.method import losses, models
 from kpsemi.method.train import Trainer
 
@@ -76,7 +75,7 @@ def main():
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = ap.parse_args()
     base = config.get(a.preset, backbone=a.backbone, input_size=a.input_size, batch_size=a.batch_size)
-    train = datasets.load("synthetic", "val", base.input_size, synth_size=base.synth_size, progress=False)
+    train = data.load("synthetic", "val", base.input_size, synth_size=base.synth_size, progress=False)
     print(f"preset {a.preset}: {base.backbone} at {base.input_size}px, batch {base.batch_size}, device {a.device}, "
           f"{torch.get_num_threads()} threads")
     sup = time_steps(replace(base, losses=("sup",)), train, train, a.device, a.steps)

@@ -1,4 +1,4 @@
-"""Speed of the weak-supervision pipeline (kpsemi/weak.py) per stage, on random images of a preset's size.
+"""Speed of the weak-supervision pipeline (kpsemi/weak/) per stage, on random images of a preset's size.
 
 Occlusion dominates: (ceil((S - patch) / stride) + 1)^2 forward passes per image, batched `occ_batch` copies at a
 time; the benchmark prints it as occluded copies per second for a few batch sizes, next to one training step of
@@ -13,8 +13,8 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
-from kpsemi.weak import classifier, saliency, pipeline as weak
-from kpsemi.repro import report
+from kpsemi import draw
+from kpsemi.weak import classifier, pipeline, saliency
 
 
 def timed(fn, device, repeat=3):
@@ -35,8 +35,8 @@ def main(argv=None):
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: the preset's)")
     a = ap.parse_args(argv)
-    cfg = weak.get_config(a.preset, num_threads=a.threads)
-    weak.set_threads(cfg)
+    cfg = pipeline.get_config(a.preset, num_threads=a.threads)
+    pipeline.set_threads(cfg)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
     S, n = cfg.input_size, a.images
@@ -62,12 +62,12 @@ def main(argv=None):
                      "copies/s": round(copies * n / t)})
     rows.append({"stage": "guided backprop", "per": "image",
                  "ms": 1e3 * timed(lambda: saliency.guided_backprop(model, x), device) / n})
-    maps = weak.detect(model, x, cfg)                     # its occlusion and gbp maps feed the last stage
+    maps = pipeline.detect(model, x, cfg)                     # its occlusion and gbp maps feed the last stage
     rows.append({"stage": "log-likelihood + NMS + Foerstner", "per": "image",
-                 "ms": 1e3 * timed(lambda: weak.keypoints(maps, x.mean(1), cfg), device) / n})
+                 "ms": 1e3 * timed(lambda: pipeline.keypoints(maps, x.mean(1), cfg), device) / n})
     print(f"preset {cfg.preset}: {cfg.arch} at {S} px on {device}, {torch.get_num_threads()} CPU threads, "
           f"occluder {cfg.patch} px / stride {cfg.stride}")
-    print(report.markdown(rows, ["stage", "per", "ms", "copies/s"]))
+    print(draw.markdown(rows, ["stage", "per", "ms", "copies/s"]))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@
     python -m kpsemi data splits [--dataset synthetic]
     python -m kpsemi data download {lsp,mpii,cub,atrw} [--allow-unverified]
 
-Bad inputs end with one clear `error:` line (exit status 2), not a traceback.
+Bad inputs end with one clear `error:` line (exit status 2), not a traceback. Each command imports the modules it
+needs when it runs (the one place in kpsemi with function-level imports), so `--help`, `data synth` and bad options
+answer without loading torch and the networks.
 """
 import argparse
 import json
@@ -48,23 +50,25 @@ def _add_data(sub):
 def _data(args):
     from kpsemi import config
     if args.data_cmd == "synth":
-        from kpsemi.data.synthetic import writer as synth
+        from kpsemi.data.synthetic import writer
         lo, hi = (int(v) for v in args.animals.split(","))
-        cfg = synth.SynthConfig.from_size(args.size, args.seed, animals=(lo, hi))
-        stats = synth.write_coco(cfg, args.out, workers=args.workers)
+        cfg = writer.SynthConfig.from_size(args.size, args.seed, animals=(lo, hi))
+        stats = writer.write_coco(cfg, args.out, workers=args.workers)
         print(f"wrote {stats['images']} images to {args.out} (train/val/test.json + images/) in "
               f"{stats['seconds']:.1f} s: {stats['images_per_s']:.0f} images/s with {stats['workers']} workers")
         return
     if args.data_cmd == "download":
+        from kpsemi import data
         from kpsemi.data import download
-        root = download.download_dataset(args.name, root=args.root, allow_unverified=args.allow_unverified)
+        root = download.download_dataset(data.source(args.name), root=args.root,
+                                         allow_unverified=args.allow_unverified)
         print(f"{args.name} is ready under {root}")
         return
     cfg = config.get(args.preset, dataset=args.dataset)
     if args.data_cmd == "splits":
-        from kpsemi import data as datasets
+        from kpsemi import data
         from kpsemi.data import splits
-        meta, inst = datasets.load_records(cfg.dataset, "train", synth_size=cfg.synth_size, seed=cfg.data_seed)
+        meta, inst = data.load_records(cfg.dataset, "train", synth_size=cfg.synth_size, seed=cfg.data_seed)
         s = splits.get(meta.name, [i.id for i in inst])
         print(f"splits of {meta.name} ({len(inst)} training samples) in {splits.path_for(meta.name)}: labeled "
               f"fractions {sorted(s.doc['labeled'])}, unlabeled-pool fractions {sorted(s.doc['unlabeled'])}")
@@ -100,8 +104,7 @@ def _add_train(sub):
 
 
 def _train(args):
-    from kpsemi import config
-    from kpsemi import runs as experiment
+    from kpsemi import config, runs
     weights = None
     if args.weights:
         weights = dict(config.get(args.preset).weights)
@@ -120,9 +123,9 @@ def _train(args):
                      max_steps=args.max_steps, seed=args.seed, method=args.method)
     if not 0 < cfg.labeled <= 1:
         raise UserError(f"--labeled must be in (0, 1], got {cfg.labeled}")
-    spec = experiment.DataSpec(train_json=args.train_json, val_json=args.val_json, test_json=args.test_json,
-                               image_root=args.image_root, unlabeled_dir=args.unlabeled_dir, dlc_project=args.dlc)
-    m = experiment.run(cfg, args.out, spec, resume=args.resume, device=args.device)
+    spec = runs.DataSpec(train_json=args.train_json, val_json=args.val_json, test_json=args.test_json,
+                         image_root=args.image_root, unlabeled_dir=args.unlabeled_dir, dlc_project=args.dlc)
+    m = runs.run(cfg, args.out, spec, resume=args.resume, device=args.device)
     print(f"{'PL' if cfg.method == 'pl' else '+'.join(cfg.losses)} at {cfg.labeled:g} labels: val {m['metric']} {m['val_pck']:.2f}, test "
           f"{m['test_pck']:.2f} (best step {m['best_step']} of {m['steps']}, {m['seconds']:.0f} s) -> "
           f"{args.out}/metrics.json")
@@ -142,7 +145,7 @@ def _add_reproduce(sub):
 
 def _reproduce(args):
     from kpsemi import config
-    from kpsemi.repro import grid as reproduce
+    from kpsemi.repro import grid
     preset = config.get(args.preset).preset
 
     def floats(s, kind):
@@ -151,15 +154,15 @@ def _reproduce(args):
         except ValueError:
             raise UserError(f"not a comma list of numbers: {s!r}") from None
 
-    if args.table == "smp":                        # SemiMultiPose honeybee table: kpsemi.multi_table, no papermill
-        from kpsemi.multi import table as multi_table
-        print(multi_table.reproduce_table(preset, tuple(t.strip() for t in args.train_sets.split(",") if t.strip()),
-                                          floats(args.seeds, int), args.root, os.path.join(args.out, "tablesmp")))
+    if args.table == "smp":                        # SemiMultiPose honeybee table: kpsemi.multi.table, no papermill
+        from kpsemi.multi import table
+        print(table.reproduce_table(preset, tuple(t.strip() for t in args.train_sets.split(",") if t.strip()),
+                                    floats(args.seeds, int), args.root, os.path.join(args.out, "tablesmp")))
         print(f"\n(smp.md/.csv, runs.md/.csv and curves-*.png are in {args.out}/tablesmp/)")
         return
-    md = reproduce.main(args.table, preset, tuple(d.strip() for d in args.datasets.split(",")),
-                        floats(args.seeds, int), floats(args.fractions, float) if args.fractions else None,
-                        os.path.join(args.out, f"table{args.table}"))
+    md = grid.main(args.table, preset, tuple(d.strip() for d in args.datasets.split(",")),
+                   floats(args.seeds, int), floats(args.fractions, float) if args.fractions else None,
+                   os.path.join(args.out, f"table{args.table}"))
     print(md)
     print(f"\n(table{args.table}.md/.csv and the executed notebooks are in {args.out}/table{args.table}/)")
 
@@ -168,13 +171,11 @@ def preview(cfg, out):
     """Write preview.png and summary.md/csv for the dataset of `cfg`; returns the Markdown table."""
     import matplotlib
     matplotlib.use("Agg")
-    from kpsemi import draw
-    from kpsemi import data as datasets
-    from kpsemi.repro import report
+    from kpsemi import data, draw
     os.makedirs(out, exist_ok=True)
     rows, splits_ = [], {}
     for split in ("train", "val", "test"):
-        d = datasets.load(cfg.dataset, split, cfg.input_size, synth_size=cfg.synth_size, seed=cfg.data_seed)
+        d = data.load(cfg.dataset, split, cfg.input_size, synth_size=cfg.synth_size, seed=cfg.data_seed)
         splits_[split] = d
         v = d.keypoints[..., 2]
         rows.append({"split": split, "images": len(d), "keypoints": d.meta.num_keypoints,
@@ -185,7 +186,7 @@ def preview(cfg, out):
     fig = draw.grid(train, range(12), cols=6, title=f"{train.meta.name}: training crops at {cfg.input_size}px "
                                                     "(filled = visible, hollow = hidden)")
     fig.savefig(os.path.join(out, "preview.png"), dpi=110)
-    table = report.write_table(rows, os.path.join(out, "summary"))
+    table = draw.write_table(rows, os.path.join(out, "summary"))
     with open(os.path.join(out, "meta.json"), "w") as f:
         json.dump({"keypoints": train.meta.keypoints, "classes": train.meta.classes,
                    "attributes": train.meta.attributes, "flip_pairs": train.meta.flip_pairs,

@@ -4,8 +4,12 @@
     demo   - minutes on a 2-core CPU; small HRNet, small inputs, already shows each lesson's effect
     paper  - the paper's settings (HRNet-W32, 256x256 -> 64x64 heatmaps, sigma 2, Adam 1e-4); needs a GPU
 
-`get(preset, **overrides)` returns a Config; `preset_name()` reads KPSEMI_PRESET (default "demo").
+`get(preset, **overrides)` returns a Config; `preset_name()` reads KPSEMI_PRESET (default "demo"). The multi-animal
+and weak-supervision configs (kpsemi/multi/train.py, kpsemi/weak/pipeline.py) come from the same `from_presets`, and
+`check_same` is the one policy for reusing a run, a checkpoint or a classifier made with another config.
 """
+import hashlib
+import json
 import os
 from dataclasses import asdict, dataclass, field, replace
 
@@ -30,7 +34,7 @@ class Config:
     embed_dim: int = 64              # C of the semantic keypoint representation
     head_channels: int = 64          # width of the heatmap neck (at least K is used; see models.py)
     # method
-    method: str = "standard"         # standard (the losses below) | pl (pseudo-labels, two stages; pseudo.py)
+    method: str = "standard"         # a key of runs.METHODS: standard (the losses below) | pl (pseudo-labels)
     pl_threshold: float = 0.5        # PL: keep a pseudo keypoint when its ensembled heatmap peak reaches this
     losses: tuple = ("sup", "sc", "te", "ti")
     weights: dict = field(default_factory=lambda: {"sup": 1e3, "sc": 0.5, "te": 1e2, "ti": 1e2, "elt": 1e2,
@@ -84,14 +88,23 @@ def preset_name(default="demo"):
 
 def get(preset=None, **overrides):
     """Config of a preset (default: $KPSEMI_PRESET or demo) with field overrides (None values are ignored)."""
+    return from_presets(Config, PRESETS, preset, **overrides)
+
+
+def from_presets(cls, presets, preset=None, *layers, what="config", **overrides):
+    """A config dataclass `cls` (with a `preset` field) at a preset (default: $KPSEMI_PRESET, else demo): its
+    defaults, then `presets[preset]`, then each dict of `layers` (e.g. a dataset's settings on top), then the field
+    overrides (None values are ignored). The single-animal, multi-animal and weak-supervision configs all come from
+    here."""
     preset = preset or preset_name()
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r}: choose one of {', '.join(PRESET_NAMES)}")
-    cfg = replace(Config(preset=preset), **{k: dict(v) if isinstance(v, dict) else v
-                                            for k, v in PRESETS[preset].items()})
+    if preset not in presets:
+        raise UserError(f"unknown preset {preset!r}: choose one of {', '.join(presets)}")
+    cfg = cls(preset=preset)
+    for layer in (presets[preset],) + layers:
+        cfg = replace(cfg, **{k: dict(v) if isinstance(v, dict) else v for k, v in layer.items()})
     unknown = set(overrides) - set(asdict(cfg))
     if unknown:
-        raise UserError(f"unknown config fields: {sorted(unknown)}")
+        raise UserError(f"unknown {what} fields: {sorted(unknown)}")
     return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -103,8 +116,27 @@ def run_seed(cfg):
 
 
 def to_dict(cfg):
+    """The config as a dict of JSON values (tuples as lists), as metrics.json and the checkpoints store it."""
     d = asdict(cfg)
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def digest(obj, n=10):
+    """A short stable hash of a JSON object (the run cache names its folders by the digest of the config)."""
+    return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:n]
+
+
+def check_same(saved, wanted, where):
+    """The one policy for reusing what a folder holds (a finished run, a checkpoint to resume or branch from, a
+    trained classifier): nothing when `saved`, the config dict it was made with, equals `wanted`; else a UserError
+    naming both configs by the fields in which they differ. Nothing is ever silently retrained or overwritten."""
+    saved, wanted = json.loads(json.dumps(saved)), json.loads(json.dumps(wanted))      # tuples read back as lists
+    if saved == wanted:
+        return
+    diff = [k for k in sorted(set(saved) | set(wanted)) if saved.get(k) != wanted.get(k)]
+    both = "; ".join(f"{k} {saved.get(k, '(unset)')!r} there, {wanted.get(k, '(unset)')!r} here" for k in diff)
+    raise UserError(f"{where} was made with another config, so it is not reused: {both}. Delete it or choose another "
+                    "folder.")
 
 
 def by_preset(preset, **choices):

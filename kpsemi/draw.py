@@ -1,4 +1,8 @@
-"""Pictures: keypoints and skeleton on an image, heatmap overlays, grids of samples (matplotlib)."""
+"""What the kit shows: pictures (keypoints and skeleton on an image, heatmap overlays, grids of samples; matplotlib)
+and result tables (Markdown + CSV)."""
+import csv
+import math
+
 import matplotlib
 
 import numpy as np
@@ -89,3 +93,33 @@ def grid(data, indices=None, cols=6, pred=None, title=None, size=2.2, labels=Fal
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+# ---- tables -------------------------------------------------------------------------------------------------
+def _fmt(v):
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.2f}"
+    return str(v)
+
+
+def markdown(rows, columns=None):
+    """A Markdown table from a list of dicts (columns: the keys of the first row, in order)."""
+    if not rows:
+        return ""
+    columns = columns or list(rows[0])
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(_fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def write_table(rows, path_base, columns=None):
+    """Write `path_base`.md and `path_base`.csv; returns the Markdown."""
+    columns = columns or (list(rows[0]) if rows else [])
+    md = markdown(rows, columns)
+    with open(path_base + ".md", "w") as f:
+        f.write(md + "\n")
+    with open(path_base + ".csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    return md

@@ -15,6 +15,8 @@ import sys
 
 import nbformat
 
+from kpsemi.paths import notebooks_dir
+
 KERNEL = {"display_name": "Python 3", "language": "python", "name": "python3"}
 LANGUAGE = {"name": "python", "pygments_lexer": "ipython3"}
 _HEAD = re.compile(r"^# %%(?P<md> \[markdown\])?(?: tags=(?P<tags>\[.*\]))?\s*$")
@@ -98,7 +100,7 @@ def problems(ipynb):
 
 def main(argv=None):
     argv = argv if argv is not None else sys.argv[1:]
-    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "notebooks")
+    root = notebooks_dir()
     if argv[:1] == ["build"]:
         for src in sorted(glob.glob(os.path.join(root, "src", "*.py"))):
             dst = os.path.join(root, os.path.splitext(os.path.basename(src))[0] + ".ipynb")

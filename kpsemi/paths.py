@@ -19,6 +19,11 @@ def data_dir() -> str:
     return os.path.abspath("data")
 
 
+def notebooks_dir() -> str:
+    """The notebooks/ folder of a source checkout (the lessons, and 12_single_run.ipynb of the reproduction grid)."""
+    return os.path.join(os.path.dirname(_PKG), "notebooks")
+
+
 def splits_dir() -> str:
     return os.path.join(data_dir(), "splits")
 
@@ -53,9 +58,14 @@ def save_atomic(obj, path):
     _replace_atomically(path, lambda tmp: torch.save(obj, tmp))
 
 
-def write_json_atomic(doc, path, **dump_kw):
-    """json.dump `doc` to `path` atomically (see _replace_atomically); dump_kw go to json.dump."""
+def write_text_atomic(text, path):
+    """Write `text` to `path` atomically (see _replace_atomically)."""
     def write(tmp):
         with open(tmp, "w") as f:
-            json.dump(doc, f, **dump_kw)
+            f.write(text)
     _replace_atomically(path, write)
+
+
+def write_json_atomic(doc, path, **dump_kw):
+    """json.dump `doc` to `path` atomically (see _replace_atomically); dump_kw go to json.dumps."""
+    write_text_atomic(json.dumps(doc, **dump_kw), path)

@@ -1,32 +1,43 @@
-"""One training run from a config: data + label split -> Trainer -> best checkpoint -> test PCK -> metrics.json.
+"""One run from a config, and the run cache: what `python -m kpsemi train`, every notebook, `quickstart` and the
+reproduction grid call.
 
-The Python twin of `python -m kpsemi train` (the notebooks and the reproduction script call this):
+    from kpsemi import config, runs
+    m = runs.run(config.get("demo", losses=("sup", "sc", "te", "ti"), labeled=0.05), "runs/ours-5")
+    m, folder = runs.cached(config.get("demo", labeled=0.05))     # results/runs/<configuration>/, shared
 
-    from kpsemi import config
-    from kpsemi import runs as experiment
-    m = experiment.run(config.get("demo", losses=("sup", "sc", "te", "ti"), labeled=0.05), "runs/ours-5")
-    m["test_pck"]
-
-Data: the embedded set (default), a named real dataset, any COCO keypoints files (`DataSpec(train_json=...)`,
-a label fraction then picks the labeled images of the train JSON, the rest become unlabeled, plus an optional
-folder of unlabeled images), or a DeepLabCut project (+ frames sampled from its videos).
+- **One run**: data + label split (`load_data`) -> the method's trainer -> best checkpoint -> test PCK ->
+  metrics.json (`train_and_test`). Data: the embedded set (default), a named real dataset, any COCO keypoints
+  files (`DataSpec(train_json=...)`, a label fraction then picks the labeled images of the train JSON, the rest
+  become unlabeled, plus an optional folder of unlabeled images), or a DeepLabCut project (+ frames sampled from its
+  videos).
+- **Methods**: `METHODS` maps `cfg.method` to how a run of it trains: "standard" (the losses of `cfg.losses`) and
+  "pl" (pseudo-labels: a cached supervised teacher, confident pseudo-labels, a student). A new method is one
+  function `(cfg, out_dir, spec, resume, device, progress, stop_at) -> metrics` and one entry.
+- **The run cache**: `run_dir(cfg, spec)` names a folder under results/runs/ by the hash of the config (+ own data,
+  + the embedded set's version); `cached` reuses a finished run there or trains (resuming a killed one). What a
+  folder already holds follows one policy (kpsemi/method/train.py's `finished_run`): a finished run of another
+  config is an error naming both.
 """
-import json
 import os
-import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
+import kpsemi.baselines  # noqa: F401  (registers the baselines' losses: every run can use them)
 from kpsemi import config as C
+from kpsemi import data
+from kpsemi.baselines import pseudo
+from kpsemi.data import crops, splits
+from kpsemi.data.crops import KeypointData
 from kpsemi.data.sources import coco, dlc
-from kpsemi.data import crops as D, splits
-from kpsemi import data as datasets
-from kpsemi.method.evaluate import evaluate
-from kpsemi.paths import write_json_atomic
+from kpsemi.data.synthetic.writer import SynthConfig
 from kpsemi.errors import UserError
-from kpsemi.method.train import Trainer
+from kpsemi.method.device import default_device
+from kpsemi.method.evaluate import evaluate
+from kpsemi.method.models import load_model
+from kpsemi.method.train import Trainer, finished_run, machine
+from kpsemi.paths import results_dir, write_json_atomic
 
 
 @dataclass
@@ -50,33 +61,33 @@ def load_data(cfg, spec=None, progress=True):
         if not (spec.val_json and spec.test_json):
             raise UserError("with --train-json also give --val-json and --test-json")
         parts = [coco.load_coco(p, image_root=spec.image_root) for p in (spec.train_json, spec.val_json,
-                                                                           spec.test_json)]
+                                                                         spec.test_json)]
         meta = parts[0][0]
         for (m, _), p in zip(parts[1:], (spec.val_json, spec.test_json)):
             if m.keypoints != meta.keypoints:
                 raise UserError(f"{p}: keypoints {m.keypoints} differ from the train JSON's {meta.keypoints}")
         name = "coco-" + os.path.splitext(os.path.basename(spec.train_json))[0]
         meta.name = name
-        train, val, test = (D.cached(meta, inst, S, progress=progress, desc=f"{name} {s}") for (_, inst), s in
-                            zip(parts, ("train", "val", "test")))
+        train, val, test = (crops.materialize_cached(meta, inst, S, progress=progress, desc=f"{name} {s}")
+                            for (_, inst), s in zip(parts, ("train", "val", "test")))
         if spec.unlabeled_dir:
-            extra = D.cached(meta, coco.image_folder(spec.unlabeled_dir, meta), S, progress=progress,
+            extra = crops.materialize_cached(meta, coco.image_folder(spec.unlabeled_dir, meta), S, progress=progress,
                              desc="unlabeled images")
     elif spec.dlc_project:
         sets = [dlc.load_split(spec.dlc_project, s, seed=cfg.data_seed) for s in ("train", "val", "test")]
         meta = sets[0][0]
-        train, val, test = (D.cached(meta, inst, S, progress=progress, desc=f"{meta.name} {s}") for (_, inst), s in
-                            zip(sets, ("train", "val", "test")))
+        train, val, test = (crops.materialize_cached(meta, inst, S, progress=progress, desc=f"{meta.name} {s}")
+                            for (_, inst), s in zip(sets, ("train", "val", "test")))
         frames = []
         for v in dlc.project_videos(spec.dlc_project):
             frames += dlc.video_frames(v, meta, spec.video_frames, seed=cfg.data_seed)
         if spec.unlabeled_dir:
             frames += coco.image_folder(spec.unlabeled_dir, meta)
         if frames:
-            extra = D.cached(meta, frames, S, progress=progress, desc="unlabeled frames")
+            extra = crops.materialize_cached(meta, frames, S, progress=progress, desc="unlabeled frames")
     else:
         kw = dict(synth_size=cfg.synth_size, seed=cfg.data_seed)
-        train, val, test = (datasets.load(cfg.dataset, s, S, progress=progress, **kw) for s in ("train", "val", "test"))
+        train, val, test = (data.load(cfg.dataset, s, S, progress=progress, **kw) for s in ("train", "val", "test"))
     split_name = train.meta.name
     if spec.train_json or spec.dlc_project:     # own data: one split file per training set, never a name clash
         split_name += "-" + splits.digest(train.ids)[:8]
@@ -85,22 +96,54 @@ def load_data(cfg, spec=None, progress=True):
     unlabeled = torch.as_tensor(sp.unlabeled(cfg.labeled, cfg.split_seed, cfg.unlabeled_fraction))
     if extra is not None:
         n = len(train)
-        train = D.concat([train, extra.unlabel()])
+        train = KeypointData.concat([train, extra.unlabel()])
         unlabeled = torch.cat([unlabeled, torch.arange(n, n + len(extra))])
     return train, val, test, labeled, unlabeled
 
 
 def run(cfg, out_dir, spec=None, resume=False, device=None, progress=True, stop_at=None):
-    """Train (or resume) one run and write out_dir/metrics.json; returns the metrics dict."""
-    if not resume and os.path.exists(os.path.join(out_dir, "last.pt")):
-        raise UserError(f"{out_dir} already holds a run (last.pt); resume it (--resume) or choose another --out")
-    if cfg.method == "pl":
-        from kpsemi.baselines import pseudo
-        return pseudo.run(cfg, out_dir, spec, progress)
-    if cfg.method != "standard":
-        raise UserError(f"unknown method {cfg.method!r}: standard (losses) or pl (pseudo-labels)")
+    """Train (or resume, with `resume`) one run of `cfg.method` and write out_dir/metrics.json; returns the metrics
+    dict (that of a finished run of this config already in out_dir, reused)."""
+    done = finished_run(out_dir, cfg, resume)
+    if done:
+        return done
+    if cfg.method not in METHODS:
+        raise UserError(f"unknown method {cfg.method!r}: choose one of {', '.join(METHODS)}")
+    return METHODS[cfg.method](cfg, out_dir, spec, resume, device, progress, stop_at)
+
+
+def standard(cfg, out_dir, spec, resume, device, progress, stop_at):
+    """The method and the one-stage baselines: train with the losses of `cfg.losses`."""
     train, val, test, labeled, unlabeled = load_data(cfg, spec, progress)
     return train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume, device, progress, stop_at)
+
+
+def pseudo_labels(cfg, out_dir, spec, resume, device, progress, stop_at):
+    """PL (kpsemi/baselines/pseudo.py): the supervised run of the same split as the teacher (from the run cache),
+    confident multi-transform pseudo-labels for the unlabeled images, a student trained from scratch on labeled +
+    pseudo-labeled images with the supervised loss; the metrics add the pseudo-labels' numbers."""
+    if cfg.labeled >= 1.0:
+        raise UserError("PL is not defined at 100 % labels: there is no unlabeled data to pseudo-label")
+    teacher_cfg = replace(cfg, method="standard", losses=("sup",))
+    _, tdir = cached(teacher_cfg, spec, progress)
+    train, val, test, labeled, unlabeled = load_data(cfg, spec, progress)
+    dev = default_device(device)
+    teacher, _, _ = load_model(os.path.join(tdir, "best.pt"), dev)
+    kp, kept = pseudo.pseudo_labels(teacher, train, unlabeled, train.meta, cfg.pl_threshold, stride=cfg.stride,
+                                    device=dev, amp=cfg.amp)
+    student, new_lab = pseudo.student(train, labeled, unlabeled, kp, kept)
+    m = train_and_test(teacher_cfg, out_dir, student, val, test, new_lab, torch.zeros(0, dtype=torch.long), resume,
+                       device, progress, stop_at)
+    if m is None:
+        return None                                  # interrupted on purpose (tests)
+    m.update(method="pl", config=C.to_dict(cfg), teacher=tdir, n_pseudo_images=int(kept.sum()),
+             pseudo_keypoints_kept=int((kp[..., 2] > 0)[kept].sum()),
+             pseudo_label_pck=pseudo.label_pck(kp, train, unlabeled), n_labeled=len(labeled))
+    write_json_atomic(m, os.path.join(out_dir, "metrics.json"), indent=1)
+    return m
+
+
+METHODS = {"standard": standard, "pl": pseudo_labels}      # cfg.method -> how a run of it trains
 
 
 def train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume=False, device=None, progress=True,
@@ -126,43 +169,24 @@ def train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume=Fa
          "wall_seconds": round(time.time() - t0, 1), "dataset": train.meta.name, "losses": list(cfg.losses),
          "method": cfg.method, "labeled": cfg.labeled, "split_seed": cfg.split_seed, "n_labeled": len(labeled),
          "n_unlabeled": len(unlabeled) if tr.semi else 0, "device": tr.device,
-         "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
+         "machine": machine(),
          "config": C.to_dict(cfg)}
     write_json_atomic(m, os.path.join(out_dir, "metrics.json"), indent=1)
     return m
 
 
-def run_or_load(cfg, out_dir, spec=None, progress=True):
-    """The metrics of `out_dir` if it holds a finished run of this very config, else train (resuming a partial
-    run). A finished run of another config is an error, never silently reused or overwritten."""
-    path = os.path.join(out_dir, "metrics.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            m = json.load(f)
-        if m.get("config") != json.loads(json.dumps(C.to_dict(cfg))):
-            diff = sorted(k for k, v in C.to_dict(cfg).items() if m.get("config", {}).get(k) != v)
-            raise UserError(f"{out_dir} holds a finished run with another config (differs in {', '.join(diff)}); "
-                            "delete it or choose another folder")
-        return m
-    return run(cfg, out_dir, spec, resume=True, progress=progress)
-
-
 def run_dir(cfg, spec=None):
     """A folder under results/runs/ named by the run's configuration, so notebooks share identical runs."""
-    import hashlib
-    from kpsemi.paths import results_dir
     own = spec is not None and any(v is not None for k, v in vars(spec).items() if k != "video_frames")
     key = {"cfg": C.to_dict(cfg), "spec": vars(spec) if own else None}
     if cfg.dataset == "synthetic" and not own:     # a new version of the embedded set is a new run
-        from kpsemi.data.synthetic.writer import SynthConfig
         key["synth_version"] = SynthConfig.version
-    key = json.dumps(key, sort_keys=True)
-    h = hashlib.sha1(key.encode()).hexdigest()[:10]
-    name = f"{cfg.dataset}-{'+'.join(cfg.losses)}-{cfg.labeled:g}-s{cfg.split_seed}-{cfg.preset}-{h}"
+    name = f"{cfg.dataset}-{'+'.join(cfg.losses)}-{cfg.labeled:g}-s{cfg.split_seed}-{cfg.preset}-{C.digest(key)}"
     return os.path.join(results_dir(), "runs", name)
 
 
 def cached(cfg, spec=None, progress=False):
-    """`run_or_load` in the shared results/runs/ folder of this configuration: (metrics, run folder)."""
+    """The run of this configuration in its shared results/runs/ folder: (metrics, run folder); a finished run
+    there is read back, a killed one resumes, none trains."""
     d = run_dir(cfg, spec)
-    return run_or_load(cfg, d, spec, progress), d
+    return run(cfg, d, spec, resume=True, progress=progress), d

@@ -9,18 +9,14 @@
 4. Retrain from scratch, same backbone and schedule, on labeled + pseudo-labeled images (supervised loss only).
 
 Not defined at 100 % labels (nothing is unlabeled). The quality of the pseudo-labels (PCK against the hidden
-ground truth of the unlabeled training images) is reported, so one can see why PL helps or hurts.
+ground truth of the unlabeled training images, `label_pck`) is reported, so one can see why PL helps or hurts. The
+two-stage run itself (teacher from the run cache, then the student) is the "pl" method of kpsemi/runs.py.
 """
-import os
-from dataclasses import replace
-
 import torch
 
-from kpsemi import config as C
-from kpsemi.method import heatmaps, metrics, warp
-from kpsemi.method.evaluate import autocast
-from kpsemi.paths import write_json_atomic
-from kpsemi.errors import UserError
+from kpsemi.data import geometry
+from kpsemi.method import heatmaps, metrics
+from kpsemi.method.device import autocast
 
 SCALES = (0.8, 1.0, 1.2)
 
@@ -40,10 +36,10 @@ def ensemble_heatmaps(model, data, idx, meta, stride=4, batch=64, device="cpu", 
             for flip in ((False, True) if meta.flip_pairs else (False,)):
                 A = torch.diag(torch.tensor([-s if flip else s, s, 1.0], device=device)).expand(B, 3, 3)
                 with autocast(device, amp):
-                    h = model(warp.warp(x, A))["heatmaps"].float()
+                    h = model(geometry.warp(x, A))["heatmaps"].float()
                 if flip:
                     h = h[:, perm]
-                acc = acc + warp.warp(h, torch.linalg.inv(A))
+                acc = acc + geometry.warp(h, torch.linalg.inv(A))
                 n += 1
         out.append((acc / n).cpu())
     return torch.cat(out)
@@ -59,31 +55,19 @@ def pseudo_labels(model, data, idx, meta, threshold=0.5, min_keep=0.5, stride=4,
     return kp, kept
 
 
-def run(cfg, out_dir, spec=None, progress=True):
-    """Train the PL row; returns and writes its metrics.json (same keys as experiment.run + pseudo-label stats)."""
-    from kpsemi import runs as experiment
-    from kpsemi.method.train import load_model
-    if cfg.labeled >= 1.0:
-        raise UserError("PL is not defined at 100 % labels: there is no unlabeled data to pseudo-label")
-    teacher_cfg = replace(cfg, method="standard", losses=("sup",))
-    _, tdir = experiment.cached(teacher_cfg, spec, progress)
-    train, val, test, labeled, unlabeled = experiment.load_data(cfg, spec, progress)
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    teacher, _, _ = load_model(os.path.join(tdir, "best.pt"), dev)
-    kp, kept = pseudo_labels(teacher, train, unlabeled, train.meta, cfg.pl_threshold, stride=cfg.stride,
-                             device=dev, amp=cfg.amp)
-    truth = train.keypoints[unlabeled]                       # hidden labels of the unlabeled images (for the report)
+def student(train, labeled, unlabeled, kp, kept):
+    """The student's training set: `train` with the kept pseudo-labels `kp` (n, K, 3) on its unlabeled samples
+    (the others stay unlabeled), and its labeled indices (the labeled + the kept pseudo-labeled ones)."""
+    s = train.subset(torch.arange(len(train)))
+    s.keypoints[unlabeled] = torch.where(kept[:, None, None], kp, torch.zeros_like(kp))
+    s.labeled[unlabeled] = kept
+    return s, torch.cat([labeled, unlabeled[kept]])
+
+
+def label_pck(kp, train, unlabeled):
+    """PCK (%) of the confident pseudo-labels `kp` (n, K, 3) against the hidden labels of the unlabeled images."""
+    truth = train.keypoints[unlabeled]
     conf = kp[..., 2] > 0
     good = metrics.hits(kp[..., :2], torch.where(conf[..., None], truth, torch.zeros_like(truth)),
                         train.norm[unlabeled])[0]
-    quality = 100.0 * float(good.sum()) / max(1, int((conf & (truth[..., 2] > 0)).sum()))
-    student = train.subset(torch.arange(len(train)))
-    student.keypoints[unlabeled] = torch.where(kept[:, None, None], kp, torch.zeros_like(kp))
-    student.labeled[unlabeled] = kept
-    new_lab = torch.cat([labeled, unlabeled[kept]])
-    m = experiment.train_and_test(teacher_cfg, out_dir, student, val, test, new_lab, torch.zeros(0, dtype=torch.long),
-                                  progress=progress)
-    m.update(method="pl", config=C.to_dict(cfg), teacher=tdir, n_pseudo_images=int(kept.sum()),
-             pseudo_keypoints_kept=int(conf[kept].sum()), pseudo_label_pck=quality, n_labeled=len(labeled))
-    write_json_atomic(m, os.path.join(out_dir, "metrics.json"), indent=1)
-    return m
+    return 100.0 * float(good.sum()) / max(1, int((conf & (truth[..., 2] > 0)).sum()))

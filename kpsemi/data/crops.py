@@ -7,26 +7,33 @@ index tensors instead of decoding files. A sample:
 
     {"image": (3, S, S) uint8, "keypoints": (K, 3) float, "box": (4,) xywh, "meta": {"id", "class", "attributes"}}
 
-and `KeypointData.batch(idx, device)` stacks samples into the batch dict the trainer consumes.
+and `KeypointData.batch(idx, device)` stacks samples into the batch dict the trainer consumes (samples.py).
 """
 import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from kpsemi.method import warp
-from kpsemi.paths import save_atomic
+from kpsemi.data import geometry
+from kpsemi.data.samples import Samples
+from kpsemi.paths import data_dir
 from kpsemi.data.records import Meta
 from kpsemi.errors import DataError
 
 
 @dataclass
-class KeypointData:
+class KeypointData(Samples):
+    """Square crops around each object, the sample format of training; `batch(idx, device)` gives image (B, 3, S, S)
+    float in [0, 1], keypoints (B, K, 3), box (B, 4), norm (B,), cls (B,), attributes (B, A), labeled (B,), index
+    (B,) (samples.py)."""
+    BATCH = {"keypoints": "keypoints", "box": "boxes", "norm": "norm", "cls": "cls", "attributes": "attributes",
+             "labeled": "labeled"}
+
     meta: Meta
     images: torch.Tensor        # (N, 3, S, S) uint8
     keypoints: torch.Tensor     # (N, K, 3) float32, crop pixels, v in {0, 1, 2}
@@ -39,9 +46,6 @@ class KeypointData:
     ids: list
     files: list
 
-    def __len__(self):
-        return self.images.shape[0]
-
     @property
     def size(self):
         return self.images.shape[-1]
@@ -50,62 +54,6 @@ class KeypointData:
         return {"image": self.images[i], "keypoints": self.keypoints[i], "box": self.boxes[i],
                 "meta": {"id": self.ids[i], "class": int(self.cls[i]), "attributes": self.attributes[i].tolist(),
                          "file": self.files[i], "labeled": bool(self.labeled[i])}}
-
-    def batch(self, idx, device="cpu"):
-        """Batch dict on `device`: image (B, 3, S, S) float in [0, 1], keypoints (B, K, 3), box (B, 4), norm (B,),
-        cls (B,), attributes (B, A), labeled (B,), index (B,)."""
-        idx = torch.as_tensor(idx, dtype=torch.long)
-        nb = str(device).startswith("cuda")
-        return {"image": self.images[idx].to(device, non_blocking=nb).float().div_(255),
-                "keypoints": self.keypoints[idx].to(device), "box": self.boxes[idx].to(device),
-                "norm": self.norm[idx].to(device), "cls": self.cls[idx].to(device),
-                "attributes": self.attributes[idx].to(device), "labeled": self.labeled[idx].to(device),
-                "index": idx.to(device)}
-
-    def subset(self, idx):
-        idx = torch.as_tensor(idx, dtype=torch.long)
-        kw = {f.name: getattr(self, f.name) for f in fields(self)}
-        for k, v in kw.items():
-            if isinstance(v, torch.Tensor):
-                kw[k] = v[idx]
-            elif isinstance(v, list):
-                kw[k] = [v[i] for i in idx.tolist()]
-        return KeypointData(**kw)
-
-    def unlabel(self):
-        """The same crops with their labels hidden (keypoints zeroed, labeled False)."""
-        out = self.subset(torch.arange(len(self)))
-        out.keypoints = torch.zeros_like(self.keypoints)
-        out.labeled = torch.zeros_like(self.labeled)
-        return out
-
-    def to_state(self):
-        s = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "meta"}
-        s["meta"] = {f.name: getattr(self.meta, f.name) for f in fields(self.meta)}
-        s["meta"]["skeleton"] = [list(e) for e in self.meta.skeleton]
-        s["meta"]["flip_pairs"] = [list(e) for e in self.meta.flip_pairs]
-        return s
-
-    @staticmethod
-    def from_state(s):
-        m = dict(s["meta"])
-        m["skeleton"] = [tuple(e) for e in m["skeleton"]]
-        m["flip_pairs"] = [tuple(e) for e in m["flip_pairs"]]
-        return KeypointData(meta=Meta(**m), **{k: v for k, v in s.items() if k != "meta"})
-
-
-def concat(parts):
-    """One KeypointData from several with the same keypoints and input size."""
-    kw = {}
-    for f in fields(KeypointData):
-        vals = [getattr(p, f.name) for p in parts]
-        if f.name == "meta":
-            kw["meta"] = vals[0]
-        elif isinstance(vals[0], torch.Tensor):
-            kw[f.name] = torch.cat(vals)
-        else:
-            kw[f.name] = sum(vals, [])
-    return KeypointData(**kw)
 
 
 def _load_rgb(inst):
@@ -122,7 +70,7 @@ def crop(img, box, size, pad=1.25):
     """Crop an (H, W, 3) uint8 image around box to (3, size, size) uint8; returns (crop, 3x3 pixel transform).
 
     Large reductions are first box-filtered (PIL reduce) so small inputs do not alias."""
-    T = warp.crop_matrix(box, size, pad)
+    T = geometry.crop_matrix(box, size, pad)
     s = float(T[0, 0])
     f = int(1.0 / (2.0 * s)) if s < 0.5 else 1
     if f > 1:
@@ -132,8 +80,8 @@ def crop(img, box, size, pad=1.25):
         Tr = T
     h, w = img.shape[:2]
     x = torch.from_numpy(np.array(img, copy=True)).permute(2, 0, 1)[None].float()
-    Hn = warp.pixel_to_norm(Tr.float(), (w, h), (size, size))[None]
-    out = warp.warp(x, Hn, (size, size))[0]
+    Hn = geometry.pixel_to_norm(Tr.float(), (w, h), (size, size))[None]
+    out = geometry.warp(x, Hn, (size, size))[0]
     return out.round().clamp(0, 255).to(torch.uint8), T
 
 
@@ -191,17 +139,9 @@ def fingerprint(instances, size, pad):
     return h.hexdigest()[:16]
 
 
-def cached(meta, instances, size, pad=1.25, cache_dir=None, progress=True, desc="crops"):
+def materialize_cached(meta, instances, size, pad=1.25, cache_dir=None, progress=True, desc="crops"):
     """`materialize`, memoised on disk under data/cache (keyed by `fingerprint`); loads with weights_only=True."""
-    from kpsemi.paths import data_dir
     cache_dir = cache_dir or os.path.join(data_dir(), "cache")
-    os.makedirs(cache_dir, exist_ok=True)
     path = os.path.join(cache_dir, f"{meta.name}-{size}-{fingerprint(instances, size, pad)}.pt")
-    if os.path.exists(path):
-        try:
-            return KeypointData.from_state(torch.load(path, weights_only=True))
-        except Exception:  # a stale or truncated cache file is rebuilt, never trusted
-            os.remove(path)
-    d = materialize(meta, instances, size, pad, progress=progress, desc=desc)
-    save_atomic(d.to_state(), path)
-    return d
+    return KeypointData.load_or_build(path, lambda: materialize(meta, instances, size, pad, progress=progress,
+                                                                desc=desc))

@@ -1,6 +1,6 @@
 """Download, verify and safely unpack the official archives of the real datasets (LSP, MPII, CUB, ATRW).
 
-    root = download_dataset("cub")                       # data/cub/CUB_200_2011/... ready for kpsemi.cub.load
+    root = download_dataset(data.SOURCES["cub"])         # data/cub/CUB_200_2011/... ready for cub.load
     python -m kpsemi data download cub                    # the same from the command line
 
 Each dataset module lists its archives as `FILES = [Remote(...)]`. For every archive:
@@ -15,7 +15,6 @@ Each dataset module lists its archives as `FILES = [Remote(...)]`. For every arc
 """
 import hashlib
 import http.client
-import importlib
 import os
 import stat
 import sys
@@ -28,6 +27,7 @@ from dataclasses import dataclass
 from tqdm.auto import tqdm
 
 from kpsemi.errors import DataError
+from kpsemi.paths import data_dir
 
 CHUNK = 1 << 20        # bytes per read
 TIMEOUT = 60           # seconds without data before a request gives up
@@ -65,7 +65,7 @@ def _verify(remote, path, allow_unverified, delete_on_mismatch):
         if delete_on_mismatch:
             os.remove(path)
         raise DownloadError(f"{remote.url}: {msg}" + ("; the download was deleted, run again to retry" if
-                                                       delete_on_mismatch else f"; {path} was left as it is"))
+                                                      delete_on_mismatch else f"; {path} was left as it is"))
     if remote.size is not None and os.path.getsize(path) != remote.size:
         fail(f"size mismatch for {remote.filename}: expected {remote.size} bytes, got {os.path.getsize(path)}")
     digest = sha256_of(path)
@@ -203,21 +203,11 @@ def extract(archive, dest_dir):
             tf.extractall(dest_dir)
 
 
-def _module(name_or_module):
-    if isinstance(name_or_module, str):
-        try:
-            return importlib.import_module(f"kpsemi.data.sources.{name_or_module}")
-        except ModuleNotFoundError:
-            raise DataError(f"unknown dataset {name_or_module!r}: choose lsp, mpii, cub or atrw") from None
-    return name_or_module
-
-
-def download_dataset(name_or_module, root=None, allow_unverified=False, progress=True, files=None):
-    """Fetch, verify and unpack every archive of a dataset under data/<name>/ (or root); returns the root.
+def download_dataset(mod, root=None, allow_unverified=False, progress=True, files=None):
+    """Fetch, verify and unpack every archive of a dataset under data/<name>/ (or root); returns the root. `mod` is
+    the dataset's loader module (`kpsemi.data.SOURCES[name]`): its NAME, FILES and how_to_get().
 
     Idempotent: an archive whose `.extracted-<filename>` marker exists is skipped without any request."""
-    from kpsemi.paths import data_dir
-    mod = _module(name_or_module)
     root = root or os.path.join(data_dir(), mod.NAME)
     files = mod.FILES if files is None else files
     missing = [r.filename for r in files if r.sha256 is None and not os.path.exists(_marker(root, r))]

@@ -1,12 +1,12 @@
 """The one record format every dataset loader produces, and its checks.
 
 A loader (COCO, DeepLabCut, LSP, MPII, CUB, ATRW, the embedded set) turns its files into a list of `Instance`s
-(one per annotated object, or one per unlabeled image) plus a `Meta` that names the keypoints. `data.py` then crops
+(one per annotated object, or one per unlabeled image) plus a `Meta` that names the keypoints. `crops.py` then crops
 each instance around its box to the model input size. Keypoints are in image pixels, continuous coordinates
 (pixel i covers [i, i + 1)), with COCO visibility: 0 not labeled, 1 labeled but hidden, 2 labeled and visible.
 """
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -38,6 +38,18 @@ class Meta:
         for a, b in self.flip_pairs:
             perm[a], perm[b] = b, a
         return perm
+
+    def to_dict(self):
+        """Plain lists and strings (checkpoints and cache files load it with weights_only=True)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
+        d["skeleton"], d["flip_pairs"] = [list(e) for e in self.skeleton], [list(e) for e in self.flip_pairs]
+        return d
+
+    @staticmethod
+    def from_dict(d):
+        d = dict(d)
+        d["skeleton"], d["flip_pairs"] = [tuple(e) for e in d["skeleton"]], [tuple(e) for e in d["flip_pairs"]]
+        return Meta(**d)
 
 
 @dataclass

@@ -21,20 +21,24 @@ than with one thread (one thread, 64-d: about 5 s for 400 points, 15 s for 2,000
 """
 from dataclasses import dataclass, field, fields
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from sklearn.manifold import TSNE
+from sklearn.metrics import silhouette_score
+from sklearn.neighbors import NearestNeighbors
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from kpsemi import draw
-from kpsemi.method import heatmaps as H, models
 from kpsemi.errors import UserError
+from kpsemi.method import heatmaps as H, models
 
 SOURCES = ("predicted", "ground truth")
 THREADS = 1
 
 
 def _threads():
-    from threadpoolctl import threadpool_limits
     return threadpool_limits(THREADS)
 
 
@@ -101,7 +105,6 @@ def neighbours(z, image, k=5):
     """(P, k) indices of each point's k nearest neighbours (Euclidean, nearest first) among points of other images.
 
     A query's own image holds at most `m` points (itself included), so k + m neighbours always leave k valid."""
-    from sklearn.neighbors import NearestNeighbors
     z, image = np.asarray(z), np.asarray(image)
     m = int(np.bincount(image).max())
     n_other = len(image) - m
@@ -170,7 +173,6 @@ def sample(n, max_points=None, seed=0):
 def tsne(z, perplexity=30.0, seed=0):
     """(P, 2) t-SNE map of (P, C) points (scikit-learn, PCA init). Perplexity is capped at (P - 1) / 3 so small
     sets still run; `effective_perplexity` gives the value used."""
-    from sklearn.manifold import TSNE
     if not perplexity > 0:
         raise UserError(f"perplexity must be positive, got {perplexity}")
     if len(z) < 4:
@@ -196,7 +198,6 @@ def layout(emb, perplexity=30.0, types=None, max_points=None, seed=0):
 
 def silhouette(xy, kind):
     """Silhouette score of points (P, D) grouped by keypoint type, in [-1, 1] (scikit-learn, Euclidean)."""
-    from sklearn.metrics import silhouette_score
     n_types = len(np.unique(kind))
     if not 2 <= n_types < len(kind):
         raise UserError(f"silhouette needs 2 .. {len(kind) - 1} keypoint types among {len(kind)} points, "
@@ -238,7 +239,6 @@ def scatter(ax, xy, kind, names, size=6, title=None):
 
 def figure(panels, names, suptitle=None, size=4.6):
     """Paper Fig. 4 for one or more models: {title: (xy (P, 2), kind (P,))} side by side, one legend of names."""
-    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(panels), figsize=(size * len(panels) + 1.8, size), squeeze=False)
     for ax, (title, (xy, kind)) in zip(axes[0], panels.items()):
         scatter(ax, xy, kind, names, title=title)
@@ -254,7 +254,6 @@ def figure(panels, names, suptitle=None, size=4.6):
 def confusion_figure(confusions, names, size=4.2):
     """k-NN confusion matrices {title: (K, K) counts}, rows normalised to percent: left/right twins show up as
     bright off-diagonal cells next to the diagonal."""
-    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(confusions), figsize=(size * len(confusions) + 1.5, size + 1.2), squeeze=False,
                              layout="constrained")
     for j, (ax, (title, conf)) in enumerate(zip(axes[0], confusions.items())):

@@ -12,13 +12,14 @@ types); `Explorer(..., widgets=False)` builds no widgets at all.
 import io
 import os
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from kpsemi import draw
 from kpsemi.embeddings import analysis as E
-from kpsemi.method import heatmaps as H, train
 from kpsemi.errors import UserError
+from kpsemi.method import heatmaps as H, models
 
 
 def model_paths(models):
@@ -36,6 +37,14 @@ def model_paths(models):
             raise UserError(f"model {name!r}: no checkpoint at {path} (give a best.pt or a run folder holding one)")
         out[str(name)] = path
     return out
+
+
+def _png(fig, dpi):
+    """PNG bytes of a figure, which is closed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def patch(image, xy, size):
@@ -104,7 +113,7 @@ class Explorer:
         if name not in self.paths:
             raise UserError(f"unknown model {name!r}: choose from {', '.join(self.paths)}")
         if name not in self._models:
-            m, cfg, meta = train.load_model(self.paths[name], self.device)
+            m, cfg, meta = models.load_model(self.paths[name], self.device)
             if list(meta["keypoints"]) != self.names:
                 raise UserError(f"model {name!r} was trained on keypoints {meta['keypoints']}, the data has "
                                 f"{self.names}")
@@ -199,7 +208,7 @@ class Explorer:
 
     # ---- widgets: thin wrappers around the methods above ------------------------------------------------------
     def _build(self):
-        import ipywidgets as W
+        import ipywidgets as W     # the notebooks extra; only the widgets need it (tests drive the methods)
         try:
             import plotly.graph_objects as go
             fig = go.FigureWidget()
@@ -252,7 +261,7 @@ class Explorer:
     def _redraw(self):
         if self.ui is None:
             return
-        import plotly.graph_objects as go
+        import plotly.graph_objects as go       # the notebooks extra, as in _build
         e, colours = self.emb(), draw.keypoint_colours(len(self.names))
         kind = e.kind[self.idx]
         with self.fig.batch_update():
@@ -289,7 +298,6 @@ class Explorer:
 
     def detail_png(self, size=2.2):
         """PNG bytes: the whole crop with the keypoint, the patch around it, and the heatmap over the crop."""
-        import matplotlib.pyplot as plt
         d = self.detail
         img = self.data.images[d["image"]]
         fig, ax = plt.subplots(1, 3, figsize=(3 * size, size + 0.3))
@@ -302,10 +310,7 @@ class Explorer:
         for a in ax:
             a.set_axis_off()
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80)
-        plt.close(fig)
-        return buf.getvalue()
+        return _png(fig, 80)
 
     def _show_selection(self):
         if self.ui is None:
@@ -320,12 +325,7 @@ class Explorer:
 
     def selection_png(self, n=8, cols=4):
         """PNG bytes: the first `n` selected images with their ground truth (draw.grid)."""
-        import matplotlib.pyplot as plt
-        fig = draw.grid(self.data, [s["image"] for s in self.selection[:n]], cols=cols, size=1.4)
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=70)
-        plt.close(fig)
-        return buf.getvalue()
+        return _png(draw.grid(self.data, [s["image"] for s in self.selection[:n]], cols=cols, size=1.4), 70)
 
     def show(self):
         if self.ui is None:

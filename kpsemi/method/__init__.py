@@ -1,12 +1,14 @@
-"""The method of Moskvyak et al. (ICLR 2021): networks, losses, training and evaluation.
+"""The method of Moskvyak et al. (ICLR 2021): networks, losses, training and evaluation. It imports only `data` and
+the base modules; the baselines plug into its loss registry instead of being imported.
 
     heatmaps   Gaussian targets, sub-pixel decoding, soft-argmax
-    warp       batched homographies: augmentation and the perspective warps g(., s)
+    warp       the random warps g(., s) and the standard augmentation
     metrics    PCK@0.1 / PCKh@0.5 and the identity diagnostics
-    models     KLN (HRNet) + semantic keypoint representations z_i = GMP(F * h_i) + KCN
-    losses     the loss registry: supervised, SC, TE, TI, ELT
-    train      the trainer
+    models     KLN (HRNet) + semantic keypoint representations z_i = GMP(F * h_i) + KCN; build_model, load_model
+    losses     the loss registry: supervised, SC (Eq. 1), TE (Eq. 2), TI (Eq. 4), ELT, and what each needs
+    train      the training loop every trainer shares (TrainLoop), the method's Trainer, the run-folder policy
     evaluate   predictions and PCK of a model on a dataset
+    device     the default device and bf16 autocast
 
-Start with losses.py (Eq. 1-5 of the paper) and models.py.
+Start with losses.py (the paper's losses) and models.py.
 """

@@ -2,12 +2,7 @@
 import torch
 
 from kpsemi.method import heatmaps, metrics
-
-
-def autocast(device, enabled=True):
-    """bf16 autocast on CUDA (no grad scaler needed), a no-op elsewhere."""
-    dev = torch.device(device).type
-    return torch.autocast(device_type=dev, dtype=torch.bfloat16, enabled=enabled and dev == "cuda")
+from kpsemi.method.device import autocast
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""All training losses, in one registry: adding a loss is one function + one line in LOSSES.
+"""All training losses, in one registry: adding a loss is one function + one `register` call.
 
 Each loss takes the step's outputs dict (built by train.forward_views) and returns a scalar. Keys used:
 
@@ -9,18 +9,42 @@ Each loss takes the step's outputs dict (built by train.forward_views) and retur
     labeled (B,) bool        which samples carry labels
     unsup, unsup_g           heatmaps the unsupervised losses use: ground truth for labeled keypoints
                              (paper §4.2, switchable off), predictions elsewhere
-    H (B, 3, 3)              g as a normalised homography (warp.py)
+    H (B, 3, 3)              g as a normalised homography (kpsemi/data/geometry.py)
     z, z_g (B, K, C)         semantic keypoint representations z_i = GMP(F * h_i) of both views
     logits (B, K, K)         KCN outputs for every z_i of view 1
-    recon, image; attr_logits, attributes; image_size, stride    used by the baselines' losses (baselines.py)
+    image_size, stride       input side and heatmap stride
+
+An entry of the registry (`Loss`) is the function and what it needs from a training step: a second view
+x' = g(x, s), the representations z, an extra head on the model (built by `head(K, A)`, kept as
+`model.extras[name]`) and a hook `outputs(head, out, step)` that adds the keys the loss reads. The baselines
+(kpsemi/baselines/losses.py) register theirs that way when `kpsemi.baselines` is imported; the method itself never
+imports them. The multi-animal losses use the same `Loss` type and `total` (kpsemi/multi/losses.py).
 
 Total (paper Eq. 5): L = sum_name weight[name] * LOSSES[name](out); defaults (1e3, 0.5, 1e2, 1e2).
 """
+from collections.abc import Set
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
-from kpsemi.method import warp
-from kpsemi.baselines.heads import attributes, generation, landmark_elt
+from kpsemi.data import geometry
+from kpsemi.errors import UserError
+
+
+@dataclass(frozen=True)
+class Loss:
+    """One registry entry: `fn(out) -> scalar` and what it needs from a training step."""
+    fn: Callable
+    second_view: bool = False        # x' = g(x, s): heatmaps_g, target_g, H, ...
+    embeddings: bool = False         # z (and z_g with a second view), the KCN logits
+    head: Callable = None            # head(num_keypoints, num_attributes) -> nn.Module, as model.extras[name]
+    outputs: Callable = None         # outputs(head, out, step) adds the keys fn reads (step: see extra_outputs)
+
+    def __call__(self, out):
+        return self.fn(out)
 
 
 def supervised(out):
@@ -44,7 +68,7 @@ def semantic_consistency(out):
 
 def transformation_equivariance(out):
     """L_te (Eq. 2): || f(g(x)) - g(f(x)) ||^2, the same g applied to the image and to its heatmaps."""
-    moved = warp.warp(out["unsup"].float(), out["H"])
+    moved = geometry.warp(out["unsup"].float(), out["H"])
     return ((out["heatmaps_g"].float() - moved) ** 2).mean()
 
 
@@ -59,25 +83,88 @@ def transformation_invariance(out):
 def equivariant_landmark_transformation(out):
     """ELT (Honari et al. 2018) as the paper compares it: || f(x) - g^-1(f(g(x))) ||^2, the heatmaps of the
     transformed image brought back by the inverse transform. What left the image under g stays lost."""
-    back = warp.warp(out["heatmaps_g"].float(), torch.linalg.inv(out["H"]))
+    back = geometry.warp(out["heatmaps_g"].float(), torch.linalg.inv(out["H"]))
     return ((out["unsup"].float() - back) ** 2).mean()
 
 
-LOSSES = {
-    "sup": supervised,
-    "sc": semantic_consistency,
-    "te": transformation_equivariance,
-    "ti": transformation_invariance,
-    "elt": equivariant_landmark_transformation,
-    "gen": generation,          # Jakab et al.: reconstruct x from g(x) + the keypoint bottleneck
-    "attr": attributes,         # Honari et al. Seq-MT: attributes from the landmarks
-    "elt_lm": landmark_elt,     # Honari et al. ELT on soft-argmax coordinates
-}
-NEEDS_SECOND_VIEW = {"te", "ti", "elt", "gen", "elt_lm"}
-NEEDS_EMBEDDINGS = {"sc", "ti"}
+LOSSES = {}
 
 
-def total(out, names, weights):
-    """(weighted sum, {name: unweighted value}) for the losses `names`."""
-    parts = {n: LOSSES[n](out) for n in names}
+def register(name, fn, **what):
+    """Add a loss to the registry (see `Loss` for `needs`); returns the entry."""
+    LOSSES[name] = Loss(fn, **what)
+    return LOSSES[name]
+
+
+def needs(name, what):
+    """Whether the loss `name` needs `what` ("second_view", "embeddings"); a plain function needs nothing."""
+    return bool(getattr(LOSSES[name], what, False))
+
+
+class _Needing(Set):
+    """The registered losses that need one thing, read live from the registry (a set: `names & NEEDS_...`)."""
+
+    def __init__(self, what):
+        self.what = what
+
+    def __iter__(self):
+        return (n for n in LOSSES if needs(n, self.what))
+
+    def __contains__(self, name):
+        return name in LOSSES and needs(name, self.what)
+
+    def __len__(self):
+        return sum(1 for _ in self)
+
+    @classmethod
+    def _from_iterable(cls, it):
+        return set(it)
+
+
+NEEDS_SECOND_VIEW = _Needing("second_view")
+NEEDS_EMBEDDINGS = _Needing("embeddings")
+
+
+def check(names, required=("sup",)):
+    """`names` as a list; a UserError naming the registered losses when one of `names` is not registered or one of
+    `required` is missing."""
+    names = list(names)
+    unknown = [n for n in names if n not in LOSSES]
+    missing = [n for n in required if n not in names]
+    if unknown or missing:
+        raise UserError(f"losses must come from the registered ones ({', '.join(LOSSES)})"
+                        + "".join(f" and include {n!r}" for n in required) + f"; got {names}"
+                        + ("; the baselines' losses register when kpsemi.baselines is imported" if unknown else ""))
+    return names
+
+
+def heads(names, num_keypoints, num_attributes):
+    """The extra modules the losses `names` need, in registry order (empty for the paper's own method)."""
+    check(names, required=())
+    return nn.ModuleDict({n: LOSSES[n].head(num_keypoints, num_attributes) for n in LOSSES
+                          if n in names and getattr(LOSSES[n], "head", None)})
+
+
+def extra_outputs(model, out, x, x2, attributes, flipped, meta, stride, sigma):
+    """Run the `outputs` hook of every extra head of `model` on the step's outputs dict (called by
+    train.forward_views): x (B, 3, S, S) and x2 (its second view or None) the images, attributes (B, A), flipped
+    (B,) the augmentation's flips, meta the data's Meta."""
+    step = {"x": x, "x_g": x2, "attributes": attributes, "flipped": flipped, "meta": meta, "stride": stride,
+            "sigma": sigma}
+    for name, head in model.extras.items():
+        LOSSES[name].outputs(head, out, step)
+    return out
+
+
+def total(out, names, weights, registry=None):
+    """(weighted sum, {name: unweighted value}) of the losses `names` of `registry` (default: LOSSES)."""
+    registry = LOSSES if registry is None else registry
+    parts = {n: registry[n](out) for n in names}
     return sum(weights[n] * v for n, v in parts.items()), parts
+
+
+register("sup", supervised)
+register("sc", semantic_consistency, embeddings=True)
+register("te", transformation_equivariance, second_view=True)
+register("ti", transformation_invariance, second_view=True, embeddings=True)
+register("elt", equivariant_landmark_transformation, second_view=True)

@@ -14,6 +14,9 @@ into K types.
 
 Backbones: hrnet_w32 (paper), hrnet_w18_small, and hrnet_tiny / hrnet_mini — narrow, one block per branch — for
 CPU presets. All are the same HighResolutionNet class and the same forward path.
+
+`build_model(cfg, K, A)` is the model of a config, with the extra heads its losses need; `load_model(path)` a
+trained one from its best.pt (weights_only=True).
 """
 import warnings
 
@@ -22,6 +25,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.models.hrnet import HighResolutionNet
+
+from kpsemi import config as C
+from kpsemi.method import losses
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -96,7 +102,7 @@ class KLN(nn.Module):
         taps = self._taps((images - self.mean) / self.std)
         size = taps[-1].shape[-2:]
         feats = torch.cat([t if t.shape[-2:] == size else F.interpolate(t, size=size, mode="bilinear",
-                                                                          align_corners=False) for t in taps], 1)
+                                                                        align_corners=False) for t in taps], 1)
         return {"heatmaps": self.head(self.neck(feats)), "features": self.embed(feats)}   # (B, K, h, w), (B, C, h, w)
 
 
@@ -173,7 +179,7 @@ class KeypointModel(nn.Module):
         super().__init__()
         self.kln = KLN(num_keypoints, backbone, pretrained, embed_dim, head_channels)
         self.kcn = KCN(num_keypoints, embed_dim)
-        self.extras = nn.ModuleDict()      # heads of the baselines (Gen decoder, Seq-MT attributes), see baselines.py
+        self.extras = nn.ModuleDict()      # heads the losses need (Gen decoder, Seq-MT attributes): build_model
         self.num_keypoints = num_keypoints
 
     def forward(self, images):
@@ -182,3 +188,22 @@ class KeypointModel(nn.Module):
 
 def count_parameters(m):
     return sum(p.numel() for p in m.parameters())
+
+
+def build_model(cfg, num_keypoints, num_attributes, pretrained=False):
+    """KLN + KCN of a config (a Config or its dict), plus the extra heads its losses need (the loss registry's
+    `head` entries, kpsemi/method/losses.py) as `model.extras`."""
+    c = cfg if isinstance(cfg, dict) else C.to_dict(cfg)
+    m = KeypointModel(num_keypoints, c["backbone"], pretrained, c["embed_dim"], c["head_channels"])
+    m.extras = losses.heads(c["losses"], num_keypoints, num_attributes)
+    return m
+
+
+def load_model(path, device="cpu"):
+    """(model in eval mode, config dict, meta dict) from a best.pt written by the trainer (weights_only=True)."""
+    s = torch.load(path, map_location=device, weights_only=True)
+    c = s["config"]
+    m = build_model(c, len(s["meta"]["keypoints"]), len(s["meta"]["attributes"])).to(device)
+    m.load_state_dict(s["model"])
+    m.eval()
+    return m, c, s["meta"]

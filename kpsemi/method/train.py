@@ -1,27 +1,37 @@
-"""The trainer: batches of labeled + unlabeled crops, on-device augmentation, the losses, early stopping,
-checkpoint/resume.
+"""Training: the loop every trainer of the kit shares, and the method's trainer on it.
 
-One step: draw labeled and unlabeled indices (50 % / 50 % by default) -> batch dict -> standard augmentation
-(rotation, scale, flip) -> if a loss needs it, a second view x' = g(x, s) by a random perspective warp -> the model
-on both views at once -> outputs dict (heatmaps, targets, z, KCN logits, ...) -> losses.total -> Adam.
-Every `eval_every` steps: validation PCK, keep the best weights, write last.pt (everything needed to resume:
-model, optimizer, both RNG states, sampler positions, counters, history); after `patience` evaluations without
-improvement, lower the learning rate (`lr_drops` times, by `lr_drop_factor`), then stop; or stop at `max_steps`.
+`TrainLoop` (as minGPT's generic Trainer serves its projects) is the same for the single-animal `Trainer` here and
+kpsemi/multi/train.py's `MultiTrainer`: seeding from `config.run_seed`, endless seeded samplers with their state,
+one optimiser step with a finite-loss check that names the loss, evaluation every `eval_every` steps with the best
+weights kept (best.pt), lr drops on a validation plateau and early stopping, history.jsonl (rewritten from the
+history at every evaluation and on resume, so a resumed run's file equals an uninterrupted one), last.pt with
+everything needed to resume exactly (model, optimizer, RNG states, sampler positions, counters, running loss sums,
+history), and a tqdm bar. A trainer brings its model, optimizer, samplers, `next_batch`, `losses(batch)` and
+`evaluate`.
+
+The method's step (`Trainer`): draw labeled and unlabeled indices (batch_size labeled crops, + batch_size x
+unlabeled_ratio unlabeled ones in a semi-supervised run) -> batch dict -> standard augmentation (rotation, scale,
+flip) -> if a loss needs it, a second view x' = g(x, s) by a random perspective warp -> the model on both views at
+once -> outputs dict (heatmaps, targets, z, KCN logits, ...) -> losses.total -> Adam. After `patience` evaluations
+without improvement of validation PCK, lower the learning rate (`lr_drops` times, by `lr_drop_factor`), then stop;
+or stop at `max_steps`.
 """
 import json
 import math
 import os
+import platform
 import time
 
 import torch
 from tqdm.auto import tqdm
 
 from kpsemi import config as C
-from kpsemi.baselines import heads as baselines
-from kpsemi.method import heatmaps, losses, models, warp
-from kpsemi.method.evaluate import autocast, evaluate
-from kpsemi.paths import save_atomic
+from kpsemi.data import geometry
 from kpsemi.errors import TrainingError, UserError
+from kpsemi.method import heatmaps, losses, models, warp
+from kpsemi.method.device import autocast, default_device
+from kpsemi.method.evaluate import evaluate
+from kpsemi.paths import save_atomic, write_text_atomic
 
 
 class Sampler:
@@ -46,18 +56,182 @@ class Sampler:
         return {"perm": self.perm, "pos": self.pos}
 
     def load_state_dict(self, s):
-        self.perm, self.pos = s["perm"], s["pos"]
+        self.perm, self.pos = s["perm"].cpu(), s["pos"]
+
+
+def finished_run(out_dir, cfg, resume=False):
+    """What a run folder already holds, by one policy for every run of the kit (single- and multi-animal): the
+    metrics dict of a finished run (metrics.json) of this very config, reused; None when there is nothing to reuse
+    and the run should train, resuming an unfinished one (last.pt) only when `resume` is asked. A finished run of
+    another config is an error naming both configs (config.check_same); so is an unfinished run without `resume`."""
+    path = os.path.join(out_dir, "metrics.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            m = json.load(f)
+        C.check_same(m.get("config", {}), C.to_dict(cfg), out_dir)
+        return m
+    if not resume and os.path.exists(os.path.join(out_dir, "last.pt")):
+        raise UserError(f"{out_dir} already holds a run (last.pt); resume it (--resume) or choose another --out")
+    return None
+
+
+def machine():
+    """The machine a run's metrics name: architecture, CPU count, torch version."""
+    return f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}"
 
 
 def hide_labels(batch):
-    b = dict(batch)
-    b["keypoints"] = torch.zeros_like(b["keypoints"])
-    b["labeled"] = torch.zeros_like(b["labeled"])
-    return b
+    """The batch with its labels hidden (keypoints zeroed, labeled False)."""
+    return {**batch, "keypoints": torch.zeros_like(batch["keypoints"]), "labeled": torch.zeros_like(batch["labeled"])}
 
 
 def cat_batches(a, b):
     return {k: torch.cat([a[k], b[k]]) for k in a}
+
+
+class TrainLoop:
+    """The shared loop; a trainer sets `model`, `opt`, its generators and samplers (`generator`, `sampler`) and
+    defines `next_batch()`, `losses(batch) -> (total, {name: value})` and `evaluate()`.
+
+    RECORD maps history keys to keys of `evaluate()`'s dict; with `monitor` (a history key) the loop keeps the best
+    weights, drops the lr on a plateau and stops early."""
+    RECORD = {}
+    monitor = None
+    COUNTERS = {"step": 0, "best": -1.0, "best_step": 0, "bad": 0, "drops": 0, "history": [], "seconds": 0.0,
+                "data_seconds": 0.0, "running": {}, "running_steps": 0}
+
+    def __init__(self, cfg, out_dir, device=None, progress=True, patience=math.inf, lr_drops=0, lr_drop_factor=0.1):
+        self.cfg, self.out, self.progress = cfg, out_dir, progress
+        self.device = default_device(device)
+        self.patience, self.lr_drops, self.lr_drop_factor = patience, lr_drops, lr_drop_factor
+        self.seed = C.run_seed(cfg)
+        torch.manual_seed(self.seed)              # before the model is built: the initialisation
+        if cfg.num_threads:
+            torch.set_num_threads(cfg.num_threads)
+        if self.device.startswith("cuda"):
+            torch.backends.cudnn.benchmark = True
+        self.generators, self.samplers, self.desc = {}, {}, "train"
+        for k, v in self.COUNTERS.items():
+            setattr(self, k, type(v)(v))
+        os.makedirs(out_dir, exist_ok=True)
+
+    def generator(self, name, offset, device="cpu"):
+        """A generator seeded with run_seed + offset, saved in the checkpoints as g_<name>."""
+        self.generators[name] = torch.Generator(device=device).manual_seed(self.seed + offset)
+        return self.generators[name]
+
+    def sampler(self, name, idx, generator):
+        """An endless sampler over `idx` (None when `idx` is None), saved in the checkpoints as <name>."""
+        self.samplers[name] = None if idx is None else Sampler(idx, generator)
+        return self.samplers[name]
+
+    # ---- checkpoints -------------------------------------------------------------------------------------------
+    def state_dict(self):
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
+                **{f"g_{n}": g.get_state() for n, g in self.generators.items()},
+                **{n: s.state_dict() if s else None for n, s in self.samplers.items()},
+                **{k: getattr(self, k) for k in self.COUNTERS}, "config": C.to_dict(self.cfg)}
+
+    def save(self, name, state=None):
+        save_atomic(self.state_dict() if state is None else state, os.path.join(self.out, name))
+
+    def resume(self, path=None, but=()):
+        """Continue from `path` (default out_dir/last.pt; or another run's checkpoint to branch from, made with the
+        same config but for the fields `but`); False when there is none. A checkpoint of another config is an error
+        (config.check_same). The history file is rewritten from the checkpoint's history."""
+        path = path or os.path.join(self.out, "last.pt")
+        if not os.path.exists(path):
+            return False
+        s = torch.load(path, map_location="cpu", weights_only=True)
+        C.check_same({k: v for k, v in s["config"].items() if k not in but},
+                     {k: v for k, v in C.to_dict(self.cfg).items() if k not in but}, path)
+        self.model.load_state_dict(s["model"])
+        self.opt.load_state_dict(s["opt"])
+        for n, g in self.generators.items():
+            g.set_state(s[f"g_{n}"].cpu())
+        for n, smp in self.samplers.items():
+            if smp and s.get(n):
+                smp.load_state_dict(s[n])
+        for k, v in self.COUNTERS.items():            # checkpoints of older versions lack the running sums
+            setattr(self, k, s.get(k, type(v)(v)))
+        self.write_history()
+        return True
+
+    def write_history(self):
+        write_text_atomic("".join(json.dumps(h) + "\n" for h in self.history),
+                          os.path.join(self.out, "history.jsonl"))
+
+    # ---- training ----------------------------------------------------------------------------------------------
+    def schedule(self):
+        """Set what depends on the step before it is taken (the multi-animal lr schedule); nothing by default."""
+
+    def train_step(self):
+        """One optimiser step; returns {loss name: unweighted value}."""
+        self.schedule()
+        t0 = time.time()
+        batch = self.next_batch()
+        t1 = time.time()
+        loss, parts = self.losses(batch)
+        for n, v in parts.items():
+            if not torch.isfinite(v):
+                raise TrainingError(f"loss '{n}' became {float(v.detach())} at step {self.step + 1}; stopping (lower "
+                                    f"the learning rate or the weight of '{n}')")
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.step += 1
+        self.data_seconds += t1 - t0
+        return {n: float(v.detach()) for n, v in parts.items()}
+
+    def elapsed(self):
+        return time.time() - self._t0
+
+    def on_fit_start(self):
+        """Before the first step of `fit` (the multi-animal phase checkpoints); nothing by default."""
+
+    def on_step_end(self):
+        """After a step and its evaluation (the multi-animal phase checkpoints); nothing by default."""
+
+    def fit(self, stop_at=None):
+        """Train until early stopping or max_steps (or `stop_at` steps: a simulated interruption)."""
+        cfg = self.cfg
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc=self.desc, disable=not self.progress, leave=False)
+        self._t0 = time.time() - self.seconds
+        self.on_fit_start()
+        while self.step < cfg.max_steps and self.bad < self.patience and (stop_at is None or self.step < stop_at):
+            for n, v in self.train_step().items():
+                self.running[n] = self.running.get(n, 0.0) + v
+            self.running_steps += 1
+            bar.update(1)
+            if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
+                self._evaluation(bar)
+            self.on_step_end()
+        bar.close()
+        self.seconds = self.elapsed()
+        return self
+
+    def _evaluation(self, bar):
+        ev = self.evaluate()
+        self.seconds = self.elapsed()
+        rec = {"step": self.step, **{k: ev[v] for k, v in self.RECORD.items()}, "seconds": round(self.seconds, 2),
+               "lr": self.opt.param_groups[0]["lr"],
+               **{f"loss_{n}": v / self.running_steps for n, v in self.running.items()}}
+        self.history.append(rec)
+        self.running, self.running_steps = {}, 0
+        self.write_history()
+        if self.monitor:
+            if rec[self.monitor] > self.best:
+                self.best, self.best_step, self.bad = rec[self.monitor], self.step, 0
+                self.save("best.pt", self.best_state())
+            else:
+                self.bad += 1
+            if self.bad >= self.patience and self.drops < self.lr_drops:   # plateau: a lower learning rate first
+                self.drops, self.bad = self.drops + 1, 0
+                for group in self.opt.param_groups:
+                    group["lr"] *= self.lr_drop_factor
+        self.save("last.pt")
+        bar.set_postfix(**{k: f"{rec[k]:.3g}" for k in self.RECORD}, **({"best": f"{self.best:.3g}"}
+                                                                        if self.monitor else {}))
 
 
 def forward_views(model, batch, cfg, meta, names, g):
@@ -66,12 +240,12 @@ def forward_views(model, batch, cfg, meta, names, g):
     B, S, dev = x.shape[0], x.shape[-1], x.device
     flip_ok = bool(meta.flip_pairs) and cfg.flip > 0
     A, flipped = warp.random_affine(B, cfg.rotation, tuple(cfg.scale), 0.05, cfg.flip if flip_ok else 0.0, g, dev)
-    x = warp.warp(x, A)
-    kp = warp.flip_keypoints(warp.warp_points(kp, A, (S, S)), flipped, meta.flip_permutation())
+    x = geometry.warp(x, A)
+    kp = warp.flip_keypoints(geometry.warp_points(kp, A, (S, S)), flipped, meta.flip_permutation())
     two = bool(losses.NEEDS_SECOND_VIEW & set(names))
     if two:
         H = warp.random_homography(B, cfg.g_corner, cfg.g_rotation, generator=g, device=dev)
-        x2, kp2 = warp.warp(x, H), warp.warp_points(kp, H, (S, S))
+        x2, kp2 = geometry.warp(x, H), geometry.warp_points(kp, H, (S, S))
         x = torch.cat([x, x2])
     with autocast(dev, cfg.amp):
         o = model(x)
@@ -95,164 +269,50 @@ def forward_views(model, batch, cfg, meta, names, g):
     if "z" in out:
         out["logits"] = model.kcn(out["z"])
     out["image_size"], out["stride"] = S, cfg.stride
-    return baselines.extra_outputs(model, out, x[:B], x[B:] if two else None, batch["attributes"], flipped, meta,
-                                   cfg.stride, cfg.sigma)
+    return losses.extra_outputs(model, out, x[:B], x[B:] if two else None, batch["attributes"], flipped, meta,
+                                cfg.stride, cfg.sigma)
 
 
-class Trainer:
+class Trainer(TrainLoop):
+    """The method's trainer (single animal, crops): `Trainer(cfg, train, val, labeled, unlabeled, out_dir).fit()`."""
+    RECORD = {"val_pck": "pck"}
+    monitor = "val_pck"
+
     def __init__(self, cfg, train, val, labeled, unlabeled, out_dir, device=None, progress=True):
-        self.cfg, self.train, self.val, self.out = cfg, train, val, out_dir
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.progress = progress
-        self.names = list(cfg.losses)
-        unknown = set(self.names) - set(losses.LOSSES)
-        if unknown or "sup" not in self.names:
-            raise UserError(f"losses must include 'sup' and come from {sorted(losses.LOSSES)}; got {self.names}")
+        self.names = losses.check(cfg.losses)
         self.semi = len(self.names) > 1 and len(unlabeled) > 0
-        seed = C.run_seed(cfg)
-        torch.manual_seed(seed)
-        if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
-        if self.device.startswith("cuda"):
-            torch.backends.cudnn.benchmark = True
-        self.model = build_model(cfg, train.meta.num_keypoints, len(train.meta.attributes), cfg.pretrained)
+        super().__init__(cfg, out_dir, device, progress, cfg.patience, cfg.lr_drops, cfg.lr_drop_factor)
+        self.train, self.val, self.desc = train, val, f"train {'+'.join(self.names)}"
+        self.model = models.build_model(cfg, train.meta.num_keypoints, len(train.meta.attributes), cfg.pretrained)
         self.model.to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        self.g_data = torch.Generator().manual_seed(seed)
-        self.g_aug = torch.Generator(device=self.device).manual_seed(seed + 1)
-        self.lab = Sampler(labeled, self.g_data)
-        self.unl = Sampler(unlabeled, self.g_data) if self.semi else None
+        g_data = self.generator("data", 0)
+        self.g_aug = self.generator("aug", 1, self.device)
+        self.lab = self.sampler("lab", labeled, g_data)
+        self.unl = self.sampler("unl", unlabeled if self.semi else None, g_data)
         # a fair comparison: every run sees batch_size labeled crops per step; a semi-supervised run adds its
         # unlabeled crops on top (paper: half of the batch labeled, half unlabeled)
         self.n_lab = cfg.batch_size
         self.n_unl = max(1, round(cfg.batch_size * cfg.unlabeled_ratio)) if self.semi else 0
-        self.step, self.best, self.best_step, self.bad, self.drops, self.history = 0, -1.0, 0, 0, 0, []
-        self.seconds, self.data_seconds = 0.0, 0.0
-        os.makedirs(out_dir, exist_ok=True)
 
-    # ---- checkpoints -------------------------------------------------------------------------------------------
-    def state_dict(self):
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "g_data": self.g_data.get_state(),
-                "g_aug": self.g_aug.get_state(), "lab": self.lab.state_dict(),
-                "unl": self.unl.state_dict() if self.unl else None, "step": self.step, "best": self.best,
-                "best_step": self.best_step, "bad": self.bad, "drops": self.drops, "history": self.history,
-                "seconds": self.seconds,
-                "data_seconds": self.data_seconds, "config": C.to_dict(self.cfg)}
-
-    def save(self, name, state):
-        save_atomic(state, os.path.join(self.out, name))
-
-    def resume(self, path=None):
-        path = path or os.path.join(self.out, "last.pt")
-        if not os.path.exists(path):
-            return False
-        s = torch.load(path, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(s["model"])
-        self.opt.load_state_dict(s["opt"])
-        self.g_data.set_state(s["g_data"].cpu())
-        self.g_aug.set_state(s["g_aug"].cpu() if self.device == "cpu" else s["g_aug"])
-        self.lab.load_state_dict(s["lab"])
-        if self.unl and s["unl"]:
-            self.unl.load_state_dict(s["unl"])
-        for k in ("step", "best", "best_step", "bad", "drops", "history", "seconds", "data_seconds"):
-            setattr(self, k, s[k])
-        return True
-
-    # ---- training ----------------------------------------------------------------------------------------------
     def next_batch(self):
         b = self.train.batch(self.lab.next(self.n_lab), self.device)
         if self.n_unl:
             b = cat_batches(b, hide_labels(self.train.batch(self.unl.next(self.n_unl), self.device)))
         return b
 
-    def train_step(self):
-        cfg = self.cfg
-        t0 = time.time()
-        batch = self.next_batch()
-        t1 = time.time()
-        out = forward_views(self.model, batch, cfg, self.train.meta, self.names, self.g_aug)
-        loss, parts = losses.total(out, self.names, cfg.weights)
-        for n, v in parts.items():
-            if not torch.isfinite(v):
-                raise TrainingError(f"loss '{n}' became {float(v.detach())} at step {self.step + 1}; stopping (lower the "
-                                    f"learning rate or the weight of '{n}')")
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        self.step += 1
-        self.data_seconds += t1 - t0
-        return {n: float(v.detach()) for n, v in parts.items()}
+    def losses(self, batch):
+        out = forward_views(self.model, batch, self.cfg, self.train.meta, self.names, self.g_aug)
+        return losses.total(out, self.names, self.cfg.weights)
 
-    def fit(self, stop_at=None):
-        """Train until early stopping or max_steps (or `stop_at` steps: a simulated interruption)."""
-        cfg = self.cfg
-        hist_path = os.path.join(self.out, "history.jsonl")
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc=f"train {'+'.join(self.names)}",
-                   disable=not self.progress, leave=False)
-        running, t_start = {}, time.time() - self.seconds
-        while self.step < cfg.max_steps and self.bad < cfg.patience:
-            if stop_at is not None and self.step >= stop_at:
-                break
-            parts = self.train_step()
-            for n, v in parts.items():
-                running[n] = running.get(n, 0.0) + v
-            bar.update(1)
-            if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
-                n_steps = cfg.eval_every if self.step % cfg.eval_every == 0 else self.step % cfg.eval_every
-                val = evaluate(self.model, self.val, cfg.stride, self.device, cfg.amp)
-                self.seconds = time.time() - t_start
-                rec = {"step": self.step, "val_pck": val["pck"], "seconds": round(self.seconds, 2),
-                       "lr": self.opt.param_groups[0]["lr"],
-                       **{f"loss_{n}": v / n_steps for n, v in running.items()}}
-                self.history.append(rec)
-                with open(hist_path, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
-                running = {}
-                if val["pck"] > self.best:
-                    self.best, self.best_step, self.bad = val["pck"], self.step, 0
-                    self.save("best.pt", {"model": self.model.state_dict(), "config": C.to_dict(cfg),
-                                          "meta": _meta_state(self.train.meta), "step": self.step})
-                else:
-                    self.bad += 1
-                if self.bad >= cfg.patience and self.drops < cfg.lr_drops:   # plateau: a lower learning rate first
-                    self.drops, self.bad = self.drops + 1, 0
-                    for group in self.opt.param_groups:
-                        group["lr"] *= cfg.lr_drop_factor
-                self.save("last.pt", self.state_dict())
-                bar.set_postfix(val_pck=f"{val['pck']:.1f}", best=f"{self.best:.1f}")
-        bar.close()
-        self.seconds = time.time() - t_start
-        return self
+    def evaluate(self):
+        return evaluate(self.model, self.val, self.cfg.stride, self.device, self.cfg.amp)
+
+    def best_state(self):
+        return {"model": self.model.state_dict(), "config": C.to_dict(self.cfg), "meta": self.train.meta.to_dict(),
+                "step": self.step}
 
     def load_best(self):
         s = torch.load(os.path.join(self.out, "best.pt"), map_location=self.device, weights_only=True)
         self.model.load_state_dict(s["model"])
         return self.model
-
-
-def _meta_state(meta):
-    return {"name": meta.name, "keypoints": list(meta.keypoints), "skeleton": [list(e) for e in meta.skeleton],
-            "flip_pairs": [list(e) for e in meta.flip_pairs], "classes": list(meta.classes),
-            "attributes": list(meta.attributes), "metric": meta.metric}
-
-
-def build_model(cfg, num_keypoints, num_attributes, pretrained=False):
-    """KLN + KCN, plus the extra heads the configured losses need (baselines.heads) as `model.extras`."""
-    c = cfg if isinstance(cfg, dict) else C.to_dict(cfg)
-    m = models.KeypointModel(num_keypoints, c["backbone"], pretrained, c["embed_dim"], c["head_channels"])
-    m.extras = baselines.heads(c["losses"], num_keypoints, num_attributes)
-    return m
-
-
-def load_model(path, device="cpu"):
-    """(model, config dict, meta dict) from a best.pt written by the trainer (loaded with weights_only=True)."""
-    s = torch.load(path, map_location=device, weights_only=True)
-    c = s["config"]
-    m = build_model(c, len(s["meta"]["keypoints"]), len(s["meta"]["attributes"])).to(device)
-    m.load_state_dict(s["model"])
-    m.eval()
-    return m, c, s["meta"]
-
-
-def finite_or_none(v):
-    return v if isinstance(v, (int, float)) and math.isfinite(v) else None

@@ -5,7 +5,7 @@ resolution (`scale` x the original, padded right/bottom to a multiple of 32). Ev
 the original frame with the stored per-axis scale, so OKS is computed on full-resolution coordinates.
 
     meta, frames = coco_frames("train.json")                      # any COCO keypoints file, grouped per image
-    d = cached(meta, frames, scale=0.25)                          # MultiFrames, cached under data/cache
+    d = materialize_cached(meta, frames, scale=0.25)              # MultiFrames, cached under data/cache
     train, test, lab, unl = honeybee(root, "train25", seed=3)     # the SemiMultiPose honeybee protocol
     train, test, lab, unl = synthetic("smoke", labeled=0.1)       # the embedded generator's multi-animal scenes
     x, kp = augment(train.batch(lab[:4]), 160, g, 180, (0.8, 1.2), 0.5, meta.flip_permutation())   # on device
@@ -19,18 +19,20 @@ import json
 import math
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from kpsemi.data.sources import coco
-from kpsemi.method import warp
-from kpsemi.paths import data_dir, save_atomic, splits_dir, write_json_atomic
+from kpsemi.data import geometry
 from kpsemi.data.records import Meta
+from kpsemi.data.samples import Samples
+from kpsemi.data.sources import coco
+from kpsemi.data.synthetic import writer
 from kpsemi.errors import DataError
+from kpsemi.paths import data_dir, splits_dir, write_json_atomic
 
 
 @dataclass
@@ -44,7 +46,11 @@ class Frame:
 
 
 @dataclass
-class MultiFrames:
+class MultiFrames(Samples):
+    """Whole frames with every instance (kpsemi/data/samples.py); `batch(idx, device)` gives image (B, 3, H, W) float
+    in [0, 1], keypoints (B, M, K, 3), valid (B, 2), labeled (B,), index (B,)."""
+    BATCH = {"keypoints": "keypoints", "valid": "valid", "labeled": "labeled"}
+
     meta: Meta
     images: torch.Tensor        # (N, 3, H, W) uint8, working resolution, zero padded right/bottom
     keypoints: torch.Tensor     # (N, M, K, 3) float32 working pixels; padding instances are all zero
@@ -55,48 +61,9 @@ class MultiFrames:
     ids: list
     files: list
 
-    def __len__(self):
-        return self.images.shape[0]
-
-    def batch(self, idx, device="cpu"):
-        """image (B, 3, H, W) float in [0, 1], keypoints (B, M, K, 3), valid (B, 2), labeled (B,) on `device`."""
-        idx = torch.as_tensor(idx, dtype=torch.long)
-        return {"image": self.images[idx].to(device).float().div_(255), "keypoints": self.keypoints[idx].to(device),
-                "valid": self.valid[idx].to(device), "labeled": self.labeled[idx].to(device)}
-
-    def subset(self, idx):
-        idx = torch.as_tensor(idx, dtype=torch.long)
-        kw = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            kw[f.name] = v[idx] if isinstance(v, torch.Tensor) else [v[i] for i in idx.tolist()] \
-                if isinstance(v, list) else v
-        return MultiFrames(**kw)
-
-    def unlabel(self):
-        """The same frames with their labels hidden."""
-        out = self.subset(torch.arange(len(self)))
-        out.keypoints, out.labeled = torch.zeros_like(self.keypoints), torch.zeros_like(self.labeled)
-        return out
-
     def instances(self):
         """Number of annotated instances per frame (N,)."""
         return (self.keypoints[..., 2] > 0).any(-1).sum(-1)
-
-
-def concat(parts):
-    """One MultiFrames from several with the same keypoints (images and instances padded to the largest)."""
-    H = max(p.images.shape[2] for p in parts)
-    W = max(p.images.shape[3] for p in parts)
-    M = max(p.keypoints.shape[1] for p in parts)
-    pad = [(torch.nn.functional.pad(p.images, (0, W - p.images.shape[3], 0, H - p.images.shape[2])),
-            torch.nn.functional.pad(p.keypoints, (0, 0, 0, 0, 0, M - p.keypoints.shape[1])),
-            torch.nn.functional.pad(p.areas, (0, M - p.areas.shape[1]))) for p in parts]
-    return MultiFrames(meta=parts[0].meta, images=torch.cat([a for a, _, _ in pad]),
-                       keypoints=torch.cat([b for _, b, _ in pad]), areas=torch.cat([c for _, _, c in pad]),
-                       scale=torch.cat([p.scale for p in parts]), valid=torch.cat([p.valid for p in parts]),
-                       labeled=torch.cat([p.labeled for p in parts]), ids=sum([p.ids for p in parts], []),
-                       files=sum([p.files for p in parts], []))
 
 
 def augment(batch, crop, g, rotation, scale, flip, perm):
@@ -117,7 +84,7 @@ def augment(batch, crop, g, rotation, scale, flip, perm):
     out_c = torch.tensor([ow / 2, oh / 2], dtype=torch.float64, device=dev)
     T[:, :2, 2] = out_c - (T[:, :2, :2] @ c[..., None])[..., 0]                  # the crop centre lands mid-crop
     T[:, 2, 2] = 1
-    xo = warp.warp(x, warp.pixel_to_norm(T, (W, H), (ow, oh)).float(), (oh, ow))
+    xo = geometry.warp(x, geometry.pixel_to_norm(T, (W, H), (ow, oh)).float(), (oh, ow))
     xy = (T[:, None, None, :2, :2] @ kp[..., :2, None].double())[..., 0] + T[:, None, None, :2, 2]
     inside = (xy[..., 0] >= 0) & (xy[..., 0] < ow) & (xy[..., 1] >= 0) & (xy[..., 1] < oh) & (kp[..., 2] > 0)
     ko = torch.cat([xy.float() * inside[..., None], (kp[..., 2] * inside)[..., None]], -1)
@@ -223,23 +190,14 @@ def materialize(meta, frames, scale=1.0, multiple=32, progress=True, desc="frame
                        files=[f.file for f in frames])
 
 
-def cached(meta, frames, scale=1.0, progress=True, desc="frames"):
+def materialize_cached(meta, frames, scale=1.0, progress=True, desc="frames"):
     """`materialize`, memoised under data/cache (keyed by the files, labels and scale); loads with weights_only."""
     h = hashlib.sha1(f"multi:{scale}".encode())
     for f in frames:
         h.update(f"{f.file}|{f.id}|{f.size}|{f.labeled}".encode())
         h.update(np.ascontiguousarray(f.keypoints, dtype=np.float64).tobytes())
     path = os.path.join(data_dir(), "cache", f"{meta.name}-multi-{h.hexdigest()[:16]}.pt")
-    if os.path.exists(path):
-        try:
-            s = torch.load(path, weights_only=True)
-            return MultiFrames(meta=meta, **s)
-        except Exception:  # a stale or truncated cache is rebuilt, never trusted
-            os.remove(path)
-    d = materialize(meta, frames, scale, progress=progress, desc=desc)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    save_atomic({f.name: getattr(d, f.name) for f in fields(d) if f.name != "meta"}, path)
-    return d
+    return MultiFrames.load_or_build(path, lambda: materialize(meta, frames, scale, progress=progress, desc=desc), meta)
 
 
 # ---- the honeybee protocol ---------------------------------------------------------------------------------------
@@ -295,9 +253,9 @@ def honeybee(root=None, subset="train135", seed=0, scale=0.25, progress=True):
     extra = [Frame(f.file, np.zeros((0, meta.num_keypoints, 3)), np.zeros(0), f.size, f.id, False)
              for f in tr if f.id not in keep]
     unl = folder_frames(os.path.join(root, "unlabeled"), meta) + extra
-    train = concat([cached(meta, lab, scale, progress, f"honeybee {subset}"),
-                    cached(meta, unl, scale, progress, "honeybee unlabeled")])
-    test = cached(meta, te, scale, progress, "honeybee test")
+    train = MultiFrames.concat([materialize_cached(meta, lab, scale, progress, f"honeybee {subset}"),
+                                materialize_cached(meta, unl, scale, progress, "honeybee unlabeled")])
+    test = materialize_cached(meta, te, scale, progress, "honeybee test")
     return train, test, torch.arange(len(lab)), torch.arange(len(lab), len(train))
 
 
@@ -321,8 +279,7 @@ def synthetic(size="smoke", labeled=0.1, seed=0, animals=(2, 4), drop=0.15, data
 
     The first round(labeled x n) frames of a seeded permutation keep their (partially dropped) labels; the other
     training frames are the unlabeled pool. Test frames keep all annotations."""
-    from kpsemi.data.synthetic import writer as synth
-    folder = synth.ensure(size, data_seed, progress=progress, animals=tuple(animals))
+    folder = writer.ensure(size, data_seed, progress=progress, animals=tuple(animals))
     name = f"synthmulti-{size}-s{data_seed}-a{animals[0]}_{animals[1]}"
     meta, tr = coco_frames(os.path.join(folder, "train.json"), name=name)
     _, te = coco_frames(os.path.join(folder, "test.json"), name=name)
@@ -331,6 +288,6 @@ def synthetic(size="smoke", labeled=0.1, seed=0, animals=(2, 4), drop=0.15, data
     n_lab = max(1, round(labeled * len(tr)))
     lab = drop_annotations([tr[i] for i in perm[:n_lab]], drop, seed)
     unl = [Frame(tr[i].file, tr[i].keypoints[:0], tr[i].areas[:0], tr[i].size, tr[i].id, False) for i in perm[n_lab:]]
-    train = cached(meta, lab + unl, scale, progress, "synthetic multi-animal train")
-    test = cached(meta, te, scale, progress, "synthetic multi-animal test")
+    train = materialize_cached(meta, lab + unl, scale, progress, "synthetic multi-animal train")
+    test = materialize_cached(meta, te, scale, progress, "synthetic multi-animal test")
     return train, test, torch.arange(n_lab), torch.arange(n_lab, len(train))

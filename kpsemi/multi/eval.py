@@ -11,11 +11,15 @@ sigma^2 = 1 (honeybee, mouse pups) in OKS = exp(-d^2 / (2 area sigma^2)). Detect
 import contextlib
 import io
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
 
+from kpsemi import draw
+from kpsemi.method.device import autocast
 from kpsemi.multi import model as multi_model
-from kpsemi.method.evaluate import autocast
 
 
 def coco_gt(frames):
@@ -45,8 +49,6 @@ def coco_gt(frames):
 def oks_ap(gt, dets, sigmas, max_dets=100):
     """{'ap', 'ap50', 'ap75', 'ar'} from pycocotools. gt: a COCO dict (`coco_gt`); dets: [{'image_id', 'keypoints'
     (K*3 list), 'score'}]; sigmas: per-keypoint OKS sigmas (pycocotools' kpt_oks_sigmas)."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
     if not dets:
         return {"ap": 0.0, "ap50": 0.0, "ap75": 0.0, "ar": 0.0}
     with contextlib.redirect_stdout(io.StringIO()):                           # pycocotools prints progress
@@ -107,7 +109,6 @@ def evaluate(model, frames, cfg, device="cpu"):
 def draw_frame(ax, frames, n, dets=None, min_score=None, title=None):
     """Frame n with its annotated animals (skeletons, filled dots) and detections (crosses, dashed skeletons);
     detections below `min_score` (default: a tenth of the best) are not drawn."""
-    from kpsemi import draw
     w, h = frames.valid[n].tolist()
     img = frames.images[n, :, :h, :w]
     kp = frames.keypoints[n]
@@ -135,20 +136,8 @@ def draw_frame(ax, frames, n, dets=None, min_score=None, title=None):
     return ax
 
 
-def load_model(path, device="cpu"):
-    """(MultiPoseNet in eval mode, config dict) from a checkpoint written by MultiTrainer (weights_only=True)."""
-    s = torch.load(path, map_location=device, weights_only=True)
-    c = s["config"]
-    last = max((k for k in s["model"] if k.startswith("kp.") and k.endswith(".bias")),
-               key=lambda k: int(k.split(".")[1]))
-    m = multi_model.MultiPoseNet(s["model"][last].numel(), c["backbone"], False, c["width"], c["head_convs"]).to(device)
-    m.load_state_dict(s["model"])
-    return m.eval(), c
-
-
 def plot_curves(results, cfg, title=None, ax=None):
     """Test AP over training steps per method (the seed's Fig. 3), switch steps marked."""
-    import matplotlib.pyplot as plt
     ax = ax or plt.subplots(figsize=(6, 3.5))[1]
     for m, r in results.items():
         h = r["history"]

@@ -1,5 +1,5 @@
 """SemiMultiPose losses (Blau et al., seed 002): targets from multi-instance keypoints, focal/box/offset losses and
-the fusion loss, in one registry like losses.py.
+the fusion loss, as entries of the method's loss registry type (kpsemi/method/losses.py).
 
 Grid convention: output cell (i, j) of a stride-s map covers input pixels [j s, (j + 1) s) x [i s, (i + 1) s); in
 *cell units* a keypoint at input x sits at u = x / s and the cell centre is j + 0.5.
@@ -12,10 +12,15 @@ Grid convention: output cell (i, j) of a stride-s map covers input pixels [j s, 
     Pm (B, K, h, w)  where P is defined: inside a box, and keypoint k of the owner is labeled             (Eq. 6)
 
 Losses take the step's outputs dict `out` (kp / box / off logits + the targets above + `labeled`) and `cfg`
-(gamma, kappa, delta, window, offset_scale):  L = L_a + L_b + L_d + alpha L_fl + beta L_fu   (Eq. 10).
+(gamma, kappa, delta, window, offset_scale):  L = L_a + L_b + L_d + alpha L_fl + beta L_fu   (Eq. 10). `registry(cfg)`
+binds a config into entries of the method's registry type, `fn(out) -> scalar`.
 """
+from functools import partial
+
 import torch
 import torch.nn.functional as F
+
+from kpsemi.method.losses import Loss
 
 
 def focal(logits, target, gamma=2.0, kappa=0.25):
@@ -103,22 +108,23 @@ def pseudo_targets(off, box_logits, delta=0.05, window=1, offset_scale=4.0):
 
 
 # ---- the registry ------------------------------------------------------------------------------------------------
-def keypoint_focal(out, cfg):
-    """L_a (Eq. 3): focal loss of B1 against G on labeled frames, normalised by the number of positive cells."""
+def _labeled_focal(out, cfg, head, target):
+    """Focal loss of the logits out[head] against out[target] on labeled frames, per positive target cell."""
     lab = out["labeled"]
     if not lab.any():
-        return out["kp"].sum() * 0.0
-    G = out["G"][lab]
-    return focal(out["kp"][lab], G, cfg.gamma, cfg.kappa) / G.sum().clamp_min(1.0)
+        return out[head].sum() * 0.0
+    t = out[target][lab]
+    return focal(out[head][lab], t, cfg.gamma, cfg.kappa) / t.sum().clamp_min(1.0)
+
+
+def keypoint_focal(out, cfg):
+    """L_a (Eq. 3): focal loss of B1 against G on labeled frames, normalised by the number of positive cells."""
+    return _labeled_focal(out, cfg, "kp", "G")
 
 
 def box_focal(out, cfg):
     """L_b (Eq. 5): focal loss of B2 against the box map U, normalised by the number of box cells."""
-    lab = out["labeled"]
-    if not lab.any():
-        return out["box"].sum() * 0.0
-    U = out["U"][lab]
-    return focal(out["box"][lab], U, cfg.gamma, cfg.kappa) / U.sum().clamp_min(1.0)
+    return _labeled_focal(out, cfg, "box", "U")
 
 
 def offset_mse(out, cfg):
@@ -146,10 +152,10 @@ def fusion_unlabeled(out, cfg):
     return _fusion(out, cfg, ~out["labeled"])
 
 
-LOSSES = {"kp": keypoint_focal, "box": box_focal, "off": offset_mse, "fl": fusion_labeled, "fu": fusion_unlabeled}
-
-
-def total(out, cfg, weights):
-    """(sum of weights[n] * LOSSES[n](out, cfg) over weights > 0, {name: unweighted value})."""
-    parts = {n: LOSSES[n](out, cfg) for n, wt in weights.items() if wt > 0}
-    return sum(weights[n] * v for n, v in parts.items()), parts
+def registry(cfg):
+    """The five losses of a config as entries of the method's loss registry type (kpsemi/method/losses.py): each
+    `fn(out) -> scalar`, the config's gamma, kappa, delta, window and offset_scale bound in; the trainer sums them
+    with `losses.total(out, names, weights, registry(cfg))`."""
+    return {n: Loss(partial(fn, cfg=cfg)) for n, fn in (("kp", keypoint_focal), ("box", box_focal),
+                                                        ("off", offset_mse), ("fl", fusion_labeled),
+                                                        ("fu", fusion_unlabeled))}

@@ -83,7 +83,7 @@ class MultiPoseNet(nn.Module):
             feats = [lat(f) for lat, f in zip(self.lateral, feats)]
         size = feats[0].shape[-2:]                         # stride 4
         x = torch.cat([f if f.shape[-2:] == size else F.interpolate(f, size=size, mode="bilinear",
-                                                                      align_corners=False) for f in feats], 1)
+                                                                    align_corners=False) for f in feats], 1)
         x = self.fuse(x)                                   # (B, C, h, w)
         B, _, h, w = x.shape
         return {"kp": self.kp(x), "box": self.box(x),
@@ -136,3 +136,14 @@ def decode(out, stride=4, delta=0.05, offset_scale=4.0, nms_sigma=0.25, nms_oks=
         else:
             res.append((torch.zeros(0, K, 3), torch.zeros(0)))
     return res
+
+
+def load_model(path, device="cpu"):
+    """(MultiPoseNet in eval mode, config dict) from a checkpoint of the multi-animal trainer (weights_only=True)."""
+    s = torch.load(path, map_location=device, weights_only=True)
+    c = s["config"]
+    last = max((k for k in s["model"] if k.startswith("kp.") and k.endswith(".bias")),
+               key=lambda k: int(k.split(".")[1]))
+    m = MultiPoseNet(s["model"][last].numel(), c["backbone"], False, c["width"], c["head_convs"]).to(device)
+    m.load_state_dict(s["model"])
+    return m.eval(), c

@@ -1,17 +1,28 @@
-"""The SemiMultiPose honeybee table (seed 002, Table 1): rows from runs of multi_train, the seed's layout beside its
+"""The SemiMultiPose honeybee table (seed 002, Table 1): rows from runs of train.py, the seed's layout beside its
 numbers, and the test-AP curves (the seed's Fig. 3). `python -m kpsemi reproduce --table smp` calls
 `reproduce_table`.
 
-    rows = multi_table.reproduce_rows(("train5", "train25"), seeds=(0,), preset="demo", root="../shared/...")
+    rows = table.reproduce_rows(("train5", "train25"), seeds=(0,), preset="demo", root="../shared/...")
 """
 import os
 
-from kpsemi.multi import data as multi_data, eval as multi_eval
-from kpsemi.repro import paper
-from kpsemi.multi.train import METHODS, get, run_methods
-from kpsemi.errors import UserError
+import matplotlib
+import matplotlib.pyplot as plt
 
-PAPER_AP = {m: {ts.lower(): ap for ts, ap in paper.SMP_HONEYBEE[name].items()}
+from kpsemi import draw
+from kpsemi.errors import UserError
+from kpsemi.multi import data as multi_data, eval as multi_eval
+from kpsemi.multi.train import METHODS, get, run_methods
+from kpsemi.paths import results_dir
+
+# The seed's honeybee test OKS AP (0.5:0.95) for Train135 / Train25 / Train5 (reference numbers, not our results)
+SMP_HONEYBEE = {
+    "SemiMultiPose": {"Train135": 0.853, "Train25": 0.837, "Train5": 0.776},
+    "SemiMultiPose-labeled": {"Train135": 0.847, "Train25": 0.824, "Train5": 0.743},
+    "DirectPose": {"Train135": 0.846, "Train25": 0.819, "Train5": 0.734},
+    "SLEAP bottom-up": {"Train135": 0.811, "Train25": 0.779, "Train5": 0.662},
+}
+PAPER_AP = {m: {ts.lower(): ap for ts, ap in SMP_HONEYBEE[name].items()}
             for m, name in METHODS.items()}                                    # method -> train set -> AP
 
 
@@ -20,7 +31,6 @@ def reproduce_rows(train_sets=("train5", "train25"), seeds=(0,), preset=None, ro
     """Rows of the seed's honeybee table: one per (training set, subset seed, method) with our test AP and the
     paper's. Runs are kept under out_dir/<train_set>-<seed>/<method>/ (default results/smp/); finished runs of the
     same config are read back, killed ones resume."""
-    from kpsemi.paths import results_dir
     out_dir = out_dir or os.path.join(results_dir(), "smp")
     rows = []
     for ts in train_sets:
@@ -56,11 +66,7 @@ def reproduce_table(preset=None, train_sets=("train5", "train25"), seeds=(0,), r
     """`python -m kpsemi reproduce --table smp`: the honeybee rows, written to out_dir/smp.md|csv (the seed's
     layout), runs.md|csv (one row per run) and curves-<set>-<seed>.png (test AP over steps, the seed's Fig. 3);
     returns the Markdown of both tables."""
-    import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from kpsemi.repro import report
-    from kpsemi.paths import results_dir
     out_dir = out_dir or os.path.join(results_dir(), "reproduce", "tablesmp")
     for ts in train_sets:
         if ts not in multi_data.SUBSETS:
@@ -80,5 +86,5 @@ def reproduce_table(preset=None, train_sets=("train5", "train25"), seeds=(0,), r
             f"frames at {cfg.scale:g} x 1280x720, {cfg.max_steps} steps (alpha L_fl from {cfg.fl_start}, "
             f"beta L_fu from {cfg.fu_start}); the seed: ResNet-50 ImageNet, full frames, 15k iterations, mean of "
             "five subsets")
-    md = head + "\n\n" + report.write_table(summarize(rows), os.path.join(out_dir, "smp"))
-    return md + "\n\nruns:\n\n" + report.write_table(runs, os.path.join(out_dir, "runs"))
+    md = head + "\n\n" + draw.write_table(summarize(rows), os.path.join(out_dir, "smp"))
+    return md + "\n\nruns:\n\n" + draw.write_table(runs, os.path.join(out_dir, "runs"))

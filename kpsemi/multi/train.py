@@ -1,5 +1,6 @@
-"""SemiMultiPose training: config + presets, the schedule, the trainer (checkpoint/resume), runs (the seed's table
-is built from them in multi_table.py).
+"""SemiMultiPose training: config + presets, the schedule, the trainer on the kit's training loop
+(kpsemi/method/train.py: checkpoint/resume, history, the finite-loss check), runs (the seed's table is built from
+them in table.py).
 
 Schedule (seed 002, honeybee): every method trains with L_supervised = L_a + L_b + L_d on labeled frames; the
 fusion loss on labeled frames (alpha L_fl) switches on at step `fl_start`, the one on unlabeled frames
@@ -14,25 +15,22 @@ supervised run and branches the others from its checkpoints at the switch steps 
 result as three runs from scratch, for less compute. Test OKS AP is measured every `eval_every` steps
 (history.jsonl: the seed's Fig. 3 curves); the reported number is the AP of the final model.
 
-    m = multi_train.run(multi_train.get("demo", method="semi"), "runs/smp")
+    m = train.run(train.get("demo", method="semi"), "runs/smp")          # from kpsemi.multi import train
 """
-import json
 import os
-import platform
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 
 import torch
-from tqdm.auto import tqdm
 
 from kpsemi import config as C
-from kpsemi.multi import data as multi_data, eval as multi_eval, losses as multi_losses
-from kpsemi.method.evaluate import autocast
-from kpsemi.multi.model import MultiPoseNet
-from kpsemi.paths import save_atomic, write_json_atomic
 from kpsemi.errors import UserError
-from kpsemi.method.train import Sampler
-from kpsemi.errors import TrainingError
+from kpsemi.method import losses
+from kpsemi.method.device import autocast
+from kpsemi.method.train import TrainLoop, cat_batches, finished_run, hide_labels, machine
+from kpsemi.multi import data as multi_data, eval as multi_eval, losses as multi_losses
+from kpsemi.multi.model import MultiPoseNet
+from kpsemi.paths import write_json_atomic
 
 METHODS = multi_eval.NAMES          # method -> the row name in the seed's table
 
@@ -117,14 +115,8 @@ DATA_PRESETS = {  # per dataset on top of the preset: the honeybee frames are 12
 def get(preset=None, dataset="synthetic", **overrides):
     """MultiConfig of a preset (default $KPSEMI_PRESET or demo) for a dataset, with overrides (None ignored)."""
     preset = preset or C.preset_name()
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    cfg = replace(MultiConfig(preset=preset, dataset=dataset),
-                  **{**PRESETS[preset], **DATA_PRESETS.get(dataset, {}).get(preset, {})})
-    unknown = set(overrides) - set(asdict(cfg))
-    if unknown:
-        raise UserError(f"unknown config fields: {sorted(unknown)}")
-    cfg = replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    cfg = C.from_presets(MultiConfig, PRESETS, preset, {"dataset": dataset},
+                         DATA_PRESETS.get(dataset, {}).get(preset, {}), **overrides)
     if cfg.method not in METHODS:
         raise UserError(f"unknown method {cfg.method!r}: choose one of {', '.join(METHODS)}")
     return cfg
@@ -143,20 +135,20 @@ def load_data(cfg, progress=True):
         meta, tr = multi_data.coco_frames(cfg.train_json)
         _, te = multi_data.coco_frames(cfg.test_json)
         unl = multi_data.folder_frames(cfg.unlabeled_dir, meta) if cfg.unlabeled_dir else []
-        train = multi_data.cached(meta, tr + unl, cfg.scale, progress)
-        return train, multi_data.cached(meta, te, cfg.scale, progress), torch.arange(len(tr)), \
+        train = multi_data.materialize_cached(meta, tr + unl, cfg.scale, progress)
+        return train, multi_data.materialize_cached(meta, te, cfg.scale, progress), torch.arange(len(tr)), \
             torch.arange(len(tr), len(tr) + len(unl))
     raise UserError(f"unknown dataset {cfg.dataset!r}: use synthetic, honeybee or coco")
 
 
-class MultiTrainer:
+class MultiTrainer(TrainLoop):
+    """SemiMultiPose's trainer on the shared loop (kpsemi/method/train.py): no early stopping, the lr schedule and
+    the fusion switches of the seed, test OKS AP in the history, and phase checkpoints at the switch steps."""
+    RECORD = {"test_ap": "ap", "test_ap50": "ap50"}
+
     def __init__(self, cfg, train, test, labeled, unlabeled, out_dir, device=None, progress=True):
-        self.cfg, self.train, self.test, self.out = cfg, train, test, out_dir
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.progress = progress
-        torch.manual_seed(cfg.seed)
-        if cfg.num_threads:
-            torch.set_num_threads(cfg.num_threads)
+        super().__init__(cfg, out_dir, device, progress)
+        self.train, self.test, self.desc = train, test, f"train {cfg.method}"
         self.model = MultiPoseNet(train.meta.num_keypoints, cfg.backbone, cfg.pretrained, cfg.width,
                                   cfg.head_convs).to(self.device)
         if cfg.optimizer == "sgd":
@@ -164,15 +156,14 @@ class MultiTrainer:
                                        weight_decay=cfg.weight_decay)
         else:
             self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        self.g_data = torch.Generator().manual_seed(cfg.seed)
-        self.g_unl = torch.Generator().manual_seed(cfg.seed + 2)     # untouched before fu_start (branching)
-        self.g_aug = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
-        self.lab = Sampler(labeled, self.g_data)
-        self.unl = Sampler(unlabeled, self.g_unl) if len(unlabeled) else None
+        g_data = self.generator("data", 0)
+        g_unl = self.generator("unl", 2)                 # untouched before fu_start (branching)
+        self.g_aug = self.generator("aug", 1, self.device)
+        self.lab = self.sampler("lab", labeled, g_data)
+        self.unl = self.sampler("unl", unlabeled if len(unlabeled) else None, g_unl)
         self.n_labeled, self.n_unlabeled = len(labeled), len(unlabeled)
         self.perm = train.meta.flip_permutation()
-        self.step, self.history, self.seconds = 0, [], 0.0
-        os.makedirs(out_dir, exist_ok=True)
+        self.registry = multi_losses.registry(cfg)
 
     def weights(self, step):
         c = self.cfg
@@ -180,40 +171,19 @@ class MultiTrainer:
         fu = c.method == "semi" and step >= c.fu_start and self.unl is not None
         return {"kp": 1.0, "box": 1.0, "off": 1.0, "fl": c.alpha if fl else 0.0, "fu": c.beta if fu else 0.0}
 
-    def state_dict(self):
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), "g_data": self.g_data.get_state(),
-                "g_unl": self.g_unl.get_state(), "g_aug": self.g_aug.get_state(), "lab": self.lab.state_dict(),
-                "unl": self.unl.state_dict() if self.unl else None, "step": self.step, "history": self.history,
-                "seconds": self.seconds, "config": C.to_dict(self.cfg)}
-
-    def save(self, name):
-        save_atomic(self.state_dict(), os.path.join(self.out, name))
-
-    def resume(self, path=None):
-        """Continue from `path` (default out_dir/last.pt; or another run's phase checkpoint to branch from)."""
-        path = path or os.path.join(self.out, "last.pt")
-        if not os.path.exists(path):
-            return False
-        s = torch.load(path, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(s["model"])
-        self.opt.load_state_dict(s["opt"])
-        for k in ("g_data", "g_unl", "g_aug"):
-            getattr(self, k).set_state(s[k].cpu() if k != "g_aug" or self.device == "cpu" else s[k])
-        self.lab.load_state_dict(s["lab"])
-        if self.unl and s["unl"]:
-            self.unl.load_state_dict(s["unl"])
-        self.step, self.history, self.seconds = s["step"], s["history"], s["seconds"]
-        return True
-
-    def train_step(self):
-        cfg, w = self.cfg, self.weights(self.step)
+    def schedule(self):
+        cfg = self.cfg
         for grp in self.opt.param_groups:
             grp["lr"] = cfg.lr * (cfg.lr_drop if cfg.lr_drop_at is not None and self.step >= cfg.lr_drop_at else 1)
-        b = self.train.batch(self.lab.next(cfg.batch_size), self.device)
-        if w["fu"] > 0:
-            u = self.train.batch(self.unl.next(cfg.unlabeled_batch), self.device)
-            u["keypoints"], u["labeled"] = torch.zeros_like(u["keypoints"]), torch.zeros_like(u["labeled"])
-            b = {k: torch.cat([b[k], u[k]]) for k in b}
+
+    def next_batch(self):
+        b = self.train.batch(self.lab.next(self.cfg.batch_size), self.device)
+        if self.weights(self.step)["fu"] > 0:
+            b = cat_batches(b, hide_labels(self.train.batch(self.unl.next(self.cfg.unlabeled_batch), self.device)))
+        return b
+
+    def losses(self, b):
+        cfg, w = self.cfg, self.weights(self.step)
         x, kp = multi_data.augment(b, cfg.crop, self.g_aug, cfg.rotation, cfg.scale_aug, cfg.flip, self.perm)
         with autocast(self.device, cfg.amp):                            # bf16 on CUDA, a no-op on CPU
             out = {k: v.float() for k, v in self.model(x).items()}       # losses in float32
@@ -221,69 +191,34 @@ class MultiTrainer:
         G, U, P, Pm = multi_losses.targets(kp, hw, self.model.stride, cfg.window, cfg.margin,
                                            self.train.meta.skeleton, cfg.offset_scale)
         out.update(G=G, U=U, P=P, Pm=Pm, labeled=b["labeled"])
-        loss, parts = multi_losses.total(out, cfg, w)
-        for n, v in parts.items():
-            if not torch.isfinite(v):
-                raise TrainingError(f"loss '{n}' became {float(v.detach())} at step {self.step + 1}; stopping "
-                                    "(lower the learning rate or the weight of that loss)")
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        self.step += 1
-        return {n: float(v.detach()) for n, v in parts.items()}
+        return losses.total(out, [n for n, wt in w.items() if wt > 0], w, self.registry)
 
     def evaluate(self):
         return multi_eval.evaluate(self.model, self.test, self.cfg, self.device)
 
-    def fit(self, stop_at=None):
-        cfg = self.cfg
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc=f"train {cfg.method}", disable=not self.progress,
-                   leave=False)
-        running, t_start, n = {}, time.time() - self.seconds, 0
-        phases = (cfg.fl_start, cfg.fu_start)
-        if self.step in phases and not os.path.exists(os.path.join(self.out, f"phase-{self.step}.pt")):
-            self.save(f"phase-{self.step}.pt")                  # branched at a switch step that is also ours
-        while self.step < cfg.max_steps and (stop_at is None or self.step < stop_at):
-            for k, v in self.train_step().items():
-                running[k] = running.get(k, 0.0) + v
-            n += 1
-            bar.update(1)
-            if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
-                ev = self.evaluate()
-                self.seconds = time.time() - t_start
-                self.history.append({"step": self.step, "test_ap": ev["ap"], "test_ap50": ev["ap50"],
-                                     "seconds": round(self.seconds, 2),
-                                     **{f"loss_{k}": v / n for k, v in running.items()}})
-                running, n = {}, 0
-                with open(os.path.join(self.out, "history.jsonl"), "w") as f:
-                    f.write("".join(json.dumps(h) + "\n" for h in self.history))
-                bar.set_postfix(test_ap=f"{ev['ap']:.3f}")
-                self.save("last.pt")
-            if self.step in phases:
-                self.seconds = time.time() - t_start
-                self.save(f"phase-{self.step}.pt")
-        bar.close()
-        self.seconds = time.time() - t_start
-        return self
+    def on_fit_start(self):
+        if self.step in (self.cfg.fl_start, self.cfg.fu_start) and not os.path.exists(
+                os.path.join(self.out, f"phase-{self.step}.pt")):
+            self.save(f"phase-{self.step}.pt")            # branched at a switch step that is also ours
+
+    def on_step_end(self):
+        if self.step in (self.cfg.fl_start, self.cfg.fu_start):
+            self.seconds = self.elapsed()
+            self.save(f"phase-{self.step}.pt")
 
 
 def run(cfg, out_dir, resume=False, init_from=None, device=None, progress=True, stop_at=None, data=None):
     """Train one method (or resume / branch from `init_from`, a phase checkpoint of a run that shares this run's
-    schedule up to its step) and write out_dir/metrics.json; returns the metrics dict."""
+    schedule up to its step) and write out_dir/metrics.json; returns the metrics dict. What out_dir already holds
+    follows the policy of every run (method/train.py's `finished_run`)."""
     t0 = time.time()
-    done = os.path.join(out_dir, "metrics.json")
-    if resume and os.path.exists(done):                 # finished before with this very config: keep it
-        with open(done) as f:
-            m = json.load(f)
-        if m.get("config") == C.to_dict(cfg):
-            return m
+    done = finished_run(out_dir, cfg, resume)
+    if done:
+        return done
     train, test, lab, unl = data or load_data(cfg, progress)
     tr = MultiTrainer(cfg, train, test, lab, unl, out_dir, device, progress)
-    last = os.path.join(out_dir, "last.pt")
-    if not (resume and _same_run(last, cfg) and tr.resume(last)) and init_from and os.path.exists(init_from):
-        if not _same_run(init_from, cfg, but="method"):
-            raise UserError(f"{init_from}: a checkpoint of another configuration; cannot branch from it")
-        tr.resume(init_from)
+    if not (resume and tr.resume()) and init_from and os.path.exists(init_from):
+        tr.resume(init_from, but=("method",))          # the parent's schedule up to the switch step
     tr.fit(stop_at)
     if tr.step < cfg.max_steps:
         return None                                     # interrupted on purpose (tests)
@@ -295,21 +230,9 @@ def run(cfg, out_dir, resume=False, init_from=None, device=None, progress=True, 
          if cfg.dataset == "honeybee" else None, "subset_seed": cfg.subset_seed, "steps": tr.step,
          "seconds": round(tr.seconds, 1), "wall_seconds": round(time.time() - t0, 1), "n_labeled": tr.n_labeled,
          "n_unlabeled": tr.n_unlabeled, "working_size": [W, H], "scale": cfg.scale, "device": tr.device,
-         "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
-         "history": tr.history, "config": C.to_dict(cfg)}
+         "machine": machine(), "history": tr.history, "config": C.to_dict(cfg)}
     write_json_atomic(m, os.path.join(out_dir, "metrics.json"), indent=1)
     return m
-
-
-def _same_run(path, cfg, but=None):
-    """Whether the checkpoint at `path` exists and was written with `cfg` (ignoring the field `but`)."""
-    if not os.path.exists(path):
-        return False
-    saved = dict(torch.load(path, map_location="cpu", weights_only=True)["config"])
-    want = C.to_dict(cfg)
-    if but:
-        saved.pop(but, None), want.pop(but, None)
-    return saved == want
 
 
 def run_methods(cfg, out_dir, methods=tuple(METHODS), progress=True, resume=False):

@@ -4,7 +4,7 @@
 
 Every grid cell (dataset x row x label fraction x seed) runs notebooks/12_single_run.ipynb through papermill in
 its own kernel process and writes DIR/cells/<cell id>/ (the executed notebook, metrics.json); the training run itself
-is the shared results/runs/<configuration>/ folder (experiment.cached), so a run a notebook already did is reused.
+is the shared results/runs/<configuration>/ folder (kpsemi.runs.cached), so a run a notebook already did is reused.
 A cell whose metrics.json exists is skipped, and a killed run resumes, so a killed reproduction goes on where it
 stopped. Cells go through one small executor interface (`SequentialExecutor` runs them one after another here;
 another executor can send them to several GPUs or a cluster without touching the tables). The tables are mean +- std over seeds, as Markdown and
@@ -17,11 +17,17 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 
-from kpsemi.repro import paper
-from kpsemi.errors import UserError
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from tqdm.auto import tqdm
 
-NOTEBOOK = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "notebooks",
-                        "12_single_run.ipynb")
+from kpsemi import draw
+from kpsemi.errors import UserError
+from kpsemi.paths import notebooks_dir
+from kpsemi.repro import paper
+
+NOTEBOOK = os.path.join(notebooks_dir(), "12_single_run.ipynb")
 FULL = ("sup", "sc", "te", "ti")
 TABLES = ("1", "2", "3", "4", "fig3", "seqmt")
 # Honari's Seq-MT table on the embedded set: landmarks (L) + attributes (A) + landmark ELT, as the seed's HGR1 rows
@@ -97,7 +103,6 @@ class SequentialExecutor:
         self.progress = progress
 
     def run(self, cells, out):
-        from tqdm.auto import tqdm
         todo = [c for c in cells if not os.path.exists(os.path.join(out, "cells", c.id, "metrics.json"))]
         if self.progress and len(todo) < len(cells):
             print(f"{len(cells) - len(todo)} of {len(cells)} cells already done; running {len(todo)}")
@@ -106,7 +111,7 @@ class SequentialExecutor:
 
 
 def run_cell(cell, folder):
-    import papermill as pm
+    import papermill as pm      # the notebooks extra (pip install kpsemi[notebooks]), only for the grid cells
     os.makedirs(folder, exist_ok=True)
     params = {k: v for k, v in asdict(cell).items() if k not in ("table", "row")}
     params["out_dir"] = os.path.abspath(folder)
@@ -128,7 +133,6 @@ def collect(cells, out):
 
 
 def _stats(values):
-    import numpy as np
     v = np.asarray(values, dtype=float)
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0, len(v)
 
@@ -148,7 +152,6 @@ def _paper_value(table, dataset, row, labeled):
 
 def render(table, done, out):
     """Write DIR/table<table>.md/.csv (and fig3.png); returns the Markdown."""
-    from kpsemi.repro import report
     if table == "seqmt":
         return _render_seqmt(done, out)
     groups = {}
@@ -171,19 +174,18 @@ def render(table, done, out):
             txt += f" (paper {ref[0]:.2f}, Δ {mean - ref[0]:+.2f})"
         cols.setdefault((ds, row), {})[x] = txt
     os.makedirs(out, exist_ok=True)
-    report.write_table(long_rows, os.path.join(out, f"table{table}_long"))
+    draw.write_table(long_rows, os.path.join(out, f"table{table}_long"))
     xs = sorted({x for (_, _, x) in groups})
     label = "unlabeled pool" if table == "3" else ("weight" if table == "fig3" else "labeled")
     wide = [{"dataset": ds, "method": row, **{f"{x:.0%} {label}" if table != "fig3" else "PCK": v.get(x, "")
                                               for x in xs}} for (ds, row), v in cols.items()]
-    md = report.write_table(wide, os.path.join(out, f"table{table}"))
+    md = draw.write_table(wide, os.path.join(out, f"table{table}"))
     if table == "fig3":
         _fig3(done, out)
     return md
 
 
 def _render_seqmt(done, out):
-    from kpsemi.repro import report
     groups = {}
     for c, m in done:
         groups.setdefault((c.dataset, c.row), {}).setdefault(c.labeled, []).append(m)
@@ -202,13 +204,11 @@ def _render_seqmt(done, out):
                      **{f"{x:.0%} labeled": f"{v:.1f}" if v is not None else "" for x, v in zip(paper.FRACTIONS, vals)
                         if x in xs}})
     os.makedirs(out, exist_ok=True)
-    return report.write_table(wide, os.path.join(out, "tableseqmt"))
+    return draw.write_table(wide, os.path.join(out, "tableseqmt"))
 
 
 def _fig3(done, out):
-    import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), sharey=True)
     for ax, (loss, values) in zip(axes, paper.FIG3_GRID.items()):
         ys = [[m["test_pck"] for c, m in done if c.row == f"{loss}={v:g}"] for v in values]

@@ -1,7 +1,8 @@
 """The numbers the papers report, for side-by-side tables (reference data, not results of this kit).
 
 Moskvyak et al. (ICLR 2021), PCK@0.1 (PCKh@0.5 for MPII) in percent, mean and std over three label subsets
-(Table 1), one run (Tables 2-4); Honari et al. (CVPR 2018) HGR1 error; SemiMultiPose honeybee OKS AP.
+(Table 1), one run (Tables 2-4); Honari et al. (CVPR 2018) HGR1 error. SemiMultiPose's honeybee AP is beside
+its table in kpsemi/multi/table.py.
 """
 FRACTIONS = (0.05, 0.1, 0.2, 0.5, 1.0)
 
@@ -66,12 +67,4 @@ SEQMT_HGR1 = {
     "L+A": [50.0, 38.1, 28.1, 19.8, 16.9],
     "L+ELT": [43.7, 31.5, 25.1, 17.7, None],
     "L+ELT+A": [38.5, 30.3, 24.0, 19.1, None],
-}
-
-# SemiMultiPose honeybee test OKS AP (0.5:0.95) for Train135 / Train25 / Train5
-SMP_HONEYBEE = {
-    "SemiMultiPose": {"Train135": 0.853, "Train25": 0.837, "Train5": 0.776},
-    "SemiMultiPose-labeled": {"Train135": 0.847, "Train25": 0.824, "Train5": 0.743},
-    "DirectPose": {"Train135": 0.846, "Train25": 0.819, "Train5": 0.734},
-    "SLEAP bottom-up": {"Train135": 0.811, "Train25": 0.779, "Train5": 0.662},
 }

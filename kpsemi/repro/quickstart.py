@@ -2,14 +2,17 @@
 
     python -m kpsemi quickstart [--preset demo] [--out results/quickstart]
 
-Trains (or reuses the identical run in results/runs/, see experiment.cached) supervised at 5 % labels, the full method (SC + TE + TI) at 5 %
+Trains (or reuses the identical run in results/runs/, see kpsemi.runs.cached) supervised at 5 % labels, the full method (SC + TE + TI) at 5 %
 labels, and supervised at 100 % labels, then writes results.md/csv (test and validation PCK@0.1, gap closed),
 results.png (bars) and predictions.png (the two 5 % models on the same test crops).
 """
 import os
 
-from kpsemi import config
-from kpsemi.repro import report
+import matplotlib
+import matplotlib.pyplot as plt
+
+from kpsemi import config, data, draw, runs
+from kpsemi.method import evaluate, models
 
 RUNS = [  # (name, losses, labeled fraction)
     ("supervised 5%", ("sup",), 0.05),
@@ -19,21 +22,20 @@ RUNS = [  # (name, losses, labeled fraction)
 
 
 def run(preset=None, out=os.path.join("results", "quickstart"), progress=True):
-    from kpsemi import runs as experiment
     cfg0 = config.get(preset)
     rows, metrics, dirs = [], {}, {}
     for name, losses, lab in RUNS:
         cfg = config.get(cfg0.preset, losses=losses, labeled=lab)
-        if progress and not os.path.exists(os.path.join(experiment.run_dir(cfg), "metrics.json")):
+        if progress and not os.path.exists(os.path.join(runs.run_dir(cfg), "metrics.json")):
             print(f"training {name} ({cfg0.preset} preset) ...", flush=True)
-        m, dirs[name] = experiment.cached(cfg, progress=progress)   # shared with the notebooks' identical runs
+        m, dirs[name] = runs.cached(cfg, progress=progress)   # shared with the notebooks' identical runs
         metrics[name] = m
         rows.append({"method": name, "labeled": f"{lab:.0%}", f"test {m['metric']}": round(m["test_pck"], 2),
                      f"val {m['metric']}": round(m["val_pck"], 2), "steps": m["steps"],
                      "train s": round(m["seconds"])})
     lo, ours, hi = (metrics[n]["test_pck"] for n, _, _ in RUNS)
     closed = 100 * (ours - lo) / (hi - lo) if hi != lo else float("nan")
-    md = report.write_table(rows, os.path.join(out, "results"))
+    md = draw.write_table(rows, os.path.join(out, "results"))
     md += (f"\n\nEmbedded dataset ({cfg0.synth_size}), preset {cfg0.preset} ({cfg0.backbone}, {cfg0.input_size} px "
            f"input). Gap between supervised 5 % and 100 % closed by SC+TE+TI: {closed:.0f} %.")
     with open(os.path.join(out, "results.md"), "w") as f:
@@ -43,12 +45,7 @@ def run(preset=None, out=os.path.join("results", "quickstart"), progress=True):
 
 
 def _figures(cfg0, metrics, dirs, out):
-    import matplotlib
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from kpsemi import draw
-    from kpsemi import data as datasets
-    from kpsemi.method import evaluate, train
     fig, ax = plt.subplots(figsize=(6, 3))
     names = list(metrics)
     ax.barh(names, [metrics[n]["test_pck"] for n in names], color=["#999", "#d62728", "#555"])
@@ -59,12 +56,12 @@ def _figures(cfg0, metrics, dirs, out):
     ax.invert_yaxis()
     fig.tight_layout()
     fig.savefig(os.path.join(out, "results.png"), dpi=120)
-    test = datasets.load(cfg0.dataset, "test", cfg0.input_size, synth_size=cfg0.synth_size, seed=cfg0.data_seed,
-                         progress=False)
+    test = data.load(cfg0.dataset, "test", cfg0.input_size, synth_size=cfg0.synth_size, seed=cfg0.data_seed,
+                     progress=False)
     idx = list(range(6))
     fig, axes = plt.subplots(2, 6, figsize=(13, 4.8))
     for r, name in enumerate(names[:2]):
-        model, c, _ = train.load_model(os.path.join(dirs[name], "best.pt"))
+        model, c, _ = models.load_model(os.path.join(dirs[name], "best.pt"))
         pred, _ = evaluate.predict(model, test.subset(idx), c["stride"])
         for ax, i in zip(axes[r], idx):
             draw.keypoints(ax, test[i]["image"], pred[i], test.meta, title=name if i == 0 else None)

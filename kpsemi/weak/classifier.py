@@ -1,5 +1,5 @@
 """An image classifier on class labels only (species of the embedded set, bird classes, ...): the weak
-supervision of weak.py. A torchvision VGG or ResNet behind ImageNet normalisation, ImageNet weights through
+supervision of pipeline.py. A torchvision VGG or ResNet behind ImageNet normalisation, ImageNet weights through
 torchvision's weights API when they can be had (a warning says when they cannot, and it trains from random
 initialisation), trained with cross-entropy; `vgg_small` is a narrow network of torchvision's VGG class for CPU
 presets (no ImageNet weights exist for it). Checkpoints load with weights_only=True.
@@ -13,19 +13,20 @@ from dataclasses import asdict
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torchvision
+from torchvision.models.vgg import VGG, make_layers
 from tqdm.auto import tqdm
 
+from kpsemi.data import geometry
+from kpsemi.errors import UserError
 from kpsemi.method import warp
 from kpsemi.method.models import MEAN, STD
 from kpsemi.paths import save_atomic
-from kpsemi.errors import UserError
 
 VGG_SMALL = [16, "M", 32, "M", 64, 64, "M", 128, 128, "M"]     # torchvision VGG layer list, narrow, 4 pools
 
 
 def _network(arch, num_classes, pretrained):
-    import torchvision
-    from torchvision.models.vgg import VGG, make_layers
     if arch == "vgg_small":
         net = VGG(make_layers(VGG_SMALL, batch_norm=True), num_classes=num_classes)
         net.avgpool, net.classifier = nn.AdaptiveAvgPool2d(1), nn.Linear(VGG_SMALL[-2], num_classes)
@@ -100,7 +101,7 @@ def train(cfg, data, val, device="cpu", progress=True):
     for step in tqdm(range(1, cfg.steps + 1), desc=f"train {cfg.arch}", disable=not progress, leave=False):
         b = data.batch(torch.randint(len(data), (cfg.batch_size,), generator=g), device)
         A, _ = warp.random_affine(cfg.batch_size, 15.0, (0.85, 1.15), 0.05, 0.5, g_aug, device)
-        x = warp.warp(b["image"], A, padding_mode="border")                       # (B, 3, S, S)
+        x = geometry.warp(b["image"], A, padding_mode="border")                       # (B, 3, S, S)
         loss = F.cross_entropy(model(x), b["cls"])
         opt.zero_grad(set_to_none=True)
         loss.backward()

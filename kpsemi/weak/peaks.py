@@ -19,6 +19,7 @@ the pixel position is kept.
 """
 import torch
 import torch.nn.functional as F
+from torchvision.ops import batched_nms
 
 from kpsemi.errors import UserError
 
@@ -30,7 +31,6 @@ def nms(score, radius=2, max_peaks=20):
     Max-pool NMS keeps every pixel that equals its window's maximum, so a plateau (equal values, e.g. the
     block-constant occlusion map) leaves several tied peaks; those are thinned by torchvision's greedy box NMS
     on boxes of side r + 1/2 around each candidate (IoU > 0 <=> both |dx| and |dy| <= r)."""
-    from torchvision.ops import batched_nms
     if radius < 1 or max_peaks < 1:
         raise UserError(f"nms radius {radius} and max_peaks {max_peaks} must be >= 1")
     B, H, W = score.shape

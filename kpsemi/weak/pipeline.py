@@ -11,8 +11,8 @@ embedded set's 8 species), then read keypoints off what it looks at.
       per image drawn uniformly inside the object's box; the salient-keypoint table (which keypoint type the
       detections hit most often, per class)
 
-    from kpsemi.weak import pipeline as weak
-    metrics = weak.run(weak.get_config("demo"), "results/weak")    # also writes metrics.json + salient.md there
+    from kpsemi.weak import pipeline
+    metrics = pipeline.run(pipeline.get_config("demo"), "results/weak")   # also writes metrics.json + salient.md
 
 The stages are separate functions so a notebook can look at each: `saliency_maps` (the expensive part, once),
 `keypoints` (maps -> detections, cheap, for any setting), `score` (detections -> metrics). `WeakConfig` has its
@@ -21,18 +21,17 @@ at stride 8, ImageNet weights.
 """
 import os
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from kpsemi.weak import classifier, peaks, saliency
-from kpsemi import data as datasets
-from kpsemi.repro import report
 from kpsemi import config as C
+from kpsemi import data, draw
+from kpsemi.method.device import default_device
 from kpsemi.paths import write_json_atomic
-from kpsemi.errors import UserError
+from kpsemi.weak import classifier, peaks, saliency
 
 
 @dataclass
@@ -94,14 +93,7 @@ TRAIN_FIELDS = ("dataset", "synth_size", "data_seed", "input_size", "arch", "pre
 
 def get_config(preset=None, **overrides):
     """WeakConfig of a preset (default: $KPSEMI_PRESET, else demo) with field overrides (None is ignored)."""
-    preset = preset or C.preset_name()
-    if preset not in PRESETS:
-        raise UserError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    cfg = replace(WeakConfig(preset=preset), **PRESETS[preset])
-    unknown = set(overrides) - set(asdict(cfg))
-    if unknown:
-        raise UserError(f"unknown weak-supervision config fields: {sorted(unknown)}")
-    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    return C.from_presets(WeakConfig, PRESETS, preset, what="weak-supervision config", **overrides)
 
 
 def set_threads(cfg):
@@ -241,18 +233,27 @@ def evaluate(model, data, cfg, device="cpu", progress=True):
 # ---- the whole experiment -----------------------------------------------------------------------------------------
 def load_data(cfg, progress=True):
     """(train, val, test) KeypointData of cfg.dataset at cfg.input_size."""
-    return tuple(datasets.load(cfg.dataset, s, cfg.input_size, progress=progress, synth_size=cfg.synth_size,
-                               seed=cfg.data_seed) for s in ("train", "val", "test"))
+    return tuple(data.load(cfg.dataset, s, cfg.input_size, progress=progress, synth_size=cfg.synth_size,
+                           seed=cfg.data_seed) for s in ("train", "val", "test"))
+
+
+def classifier_dir(cfg, root):
+    """A folder under `root` named by the classifier's training settings (TRAIN_FIELDS), so a changed setting trains
+    a classifier of its own instead of meeting another one."""
+    d = os.path.join(root, "classifier-" + C.digest({k: getattr(cfg, k) for k in TRAIN_FIELDS}))
+    os.makedirs(d, exist_ok=True)
+    return d
 
 
 def classifier_for(cfg, train, val, out_dir, device="cpu", progress=True):
-    """The classifier in out_dir/classifier.pt when it was trained with the same settings, else a newly trained
-    one (saved there). Returns (model, training history [{step, loss, val_acc}], trained now: bool)."""
+    """The classifier in out_dir/classifier.pt when there is one (trained with the same TRAIN_FIELDS of the config:
+    any other is an error naming both, config.check_same), else a newly trained one (saved there). Returns (model,
+    training history [{step, loss, val_acc}], trained now: bool)."""
     path = os.path.join(out_dir, "classifier.pt")
     if os.path.exists(path):
         model, c, history = classifier.load(path, device)
-        if all(c.get(k) == getattr(cfg, k) for k in TRAIN_FIELDS):
-            return model, history, False
+        C.check_same({k: c.get(k) for k in TRAIN_FIELDS}, {k: getattr(cfg, k) for k in TRAIN_FIELDS}, path)
+        return model, history, False
     model, history = classifier.train(cfg, train, val, device, progress)
     classifier.save(model, cfg, path, history)
     return model, history, True
@@ -270,7 +271,7 @@ def run(cfg, out_dir, device=None, progress=True):
     out_dir/metrics.json and out_dir/salient.{md,csv}. Returns the metrics: classifier_accuracy (test, %),
     precision / recall (%) and their random-point baselines, the salient keypoint per class, timings."""
     t0 = time.time()
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(device)
     set_threads(cfg)
     os.makedirs(out_dir, exist_ok=True)
     train, val, test = load_data(cfg, progress)
@@ -281,6 +282,6 @@ def run(cfg, out_dir, device=None, progress=True):
                "classifier_reused": not trained, "train_seconds": round(t1 - t0, 1),
                "detect_seconds": round(time.time() - t1, 1),
                "device": device, "config": asdict(cfg)}
-    report.write_table(salient_rows(m, details["histogram"], test.meta.classes), os.path.join(out_dir, "salient"))
+    draw.write_table(salient_rows(m, details["histogram"], test.meta.classes), os.path.join(out_dir, "salient"))
     write_json_atomic(metrics, os.path.join(out_dir, "metrics.json"), indent=1)
     return metrics

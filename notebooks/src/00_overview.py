@@ -24,9 +24,8 @@ out_dir = None        # None: results/00_overview/
 # %%
 import matplotlib.pyplot as plt
 
-from kpsemi import config, draw
-from kpsemi import data as datasets, runs as experiment
-from kpsemi.method import evaluate, train
+from kpsemi import config, data, draw, runs
+from kpsemi.method import evaluate, models
 from kpsemi.repro import report
 
 cfg = config.get(preset)
@@ -39,30 +38,30 @@ print(f"preset {cfg.preset}: {cfg.backbone} at {cfg.input_size} px, up to {cfg.m
 # keypoints, hollow ones are labeled but hidden (self-occlusion, occluders); the skeleton joins them.
 
 # %%
-test = datasets.load("synthetic", "test", cfg.input_size, synth_size=cfg.synth_size, progress=False)
+test = data.load("synthetic", "test", cfg.input_size, synth_size=cfg.synth_size, progress=False)
 print(len(test), "test crops;", test.meta.num_keypoints, "keypoints:", ", ".join(test.meta.keypoints))
 fig = draw.grid(test, range(6), cols=6, title="embedded dataset: test crops with ground truth")
 plt.show()
 
 # %% [markdown]
 # ## Three runs
-# `experiment.cached` trains one configuration in `results/runs/<configuration>/`, or reads back the finished run of
+# `runs.cached` trains one configuration in `results/runs/<configuration>/`, or reads back the finished run of
 # that very configuration (every notebook and `quickstart` share these folders), and returns its metrics and folder.
 # PCK@0.1 is in percent: a keypoint is correct when it lies within 0.1 x the longer box side of the truth.
 # `python -m kpsemi train ... --out DIR` runs the same training into a folder you name.
 
 # %%
-runs = {
+setups = {
     "supervised 5%": config.get(cfg.preset, losses=("sup",), labeled=labeled, split_seed=split_seed),
     "SC+TE+TI 5%": config.get(cfg.preset, losses=("sup", "sc", "te", "ti"), labeled=labeled,
                               split_seed=split_seed),
     "supervised 100%": config.get(cfg.preset, losses=("sup",), labeled=1.0),
 }
 results, folders = {}, {}
-for name, c in runs.items():
-    results[name], folders[name] = experiment.cached(c)
-print(report.markdown([{"run": n, "test PCK@0.1": round(m["test_pck"], 2), "val PCK@0.1": round(m["val_pck"], 2),
-                        "steps": m["steps"], "seconds": round(m["seconds"])} for n, m in results.items()]))
+for name, c in setups.items():
+    results[name], folders[name] = runs.cached(c)
+print(draw.markdown([{"run": n, "test PCK@0.1": round(m["test_pck"], 2), "val PCK@0.1": round(m["val_pck"], 2),
+                      "steps": m["steps"], "seconds": round(m["seconds"])} for n, m in results.items()]))
 
 # %% [markdown]
 # ## What the two 5 % models predict
@@ -71,7 +70,7 @@ print(report.markdown([{"run": n, "test PCK@0.1": round(m["test_pck"], 2), "val 
 # %%
 fig, axes = plt.subplots(2, 6, figsize=(13, 4.6))
 for row, name in zip(axes, ["supervised 5%", "SC+TE+TI 5%"]):
-    model, c, _ = train.load_model(f"{folders[name]}/best.pt")
+    model, c, _ = models.load_model(f"{folders[name]}/best.pt")
     pred, _ = evaluate.predict(model, test.subset(range(6)), c["stride"])
     for i, ax in enumerate(row):
         draw.keypoints(ax, test[i]["image"], pred[i], test.meta, title=name if i == 0 else None)
@@ -88,7 +87,7 @@ plt.show()
 # lists what else was measured.
 
 # %%
-lo, ours, hi = (results[n]["test_pck"] for n in runs)
+lo, ours, hi = (results[n]["test_pck"] for n in setups)
 report.record({"test_pck_supervised_5": lo, "test_pck_ours_5": ours, "test_pck_supervised_100": hi,
                "gap_closed_percent": 100 * (ours - lo) / (hi - lo) if hi != lo else 0.0},
               "00_overview", out_dir, cfg.preset)

@@ -14,12 +14,11 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from kpsemi import config, draw
-from kpsemi.data.synthetic import animal, writer as synth
-from kpsemi import data as datasets
+from kpsemi import config, data, draw
+from kpsemi.data import geometry, splits
+from kpsemi.data.synthetic import animal, writer
 from kpsemi.method import heatmaps, metrics, warp
 from kpsemi.repro import report
-from kpsemi.data import splits
 
 cfg = config.get(preset)
 out = report.notebook_dir("01_data_and_splits", out_dir)
@@ -33,10 +32,10 @@ out = report.notebook_dir("01_data_and_splits", out_dir)
 # 0 = outside the image. `python -m kpsemi data synth --out DIR` writes the same images as COCO keypoints JSON.
 
 # %%
-scfg = synth.SynthConfig.from_size(cfg.synth_size)
+scfg = writer.SynthConfig.from_size(cfg.synth_size)
 fig, axes = plt.subplots(2, 4, figsize=(13, 6.6))
 for i, ax in enumerate(axes.flat):
-    img, anns = synth.render_sample(scfg, "train", i)
+    img, anns = writer.render_sample(scfg, "train", i)
     ax.imshow(img)
     for a in anns:
         kp = a["keypoints"]
@@ -58,15 +57,15 @@ print("left/right pairs:", [(animal.KEYPOINTS[a], animal.KEYPOINTS[b]) for a, b 
 # the box, and meta (id, class, attributes).
 
 # %%
-train = datasets.load("synthetic", "train", cfg.input_size, synth_size=cfg.synth_size, progress=False)
-val = datasets.load("synthetic", "val", cfg.input_size, synth_size=cfg.synth_size, progress=False)
-test = datasets.load("synthetic", "test", cfg.input_size, synth_size=cfg.synth_size, progress=False)
+train = data.load("synthetic", "train", cfg.input_size, synth_size=cfg.synth_size, progress=False)
+val = data.load("synthetic", "val", cfg.input_size, synth_size=cfg.synth_size, progress=False)
+test = data.load("synthetic", "test", cfg.input_size, synth_size=cfg.synth_size, progress=False)
 v = train.keypoints[..., 2]
 stats = {"n_train": len(train), "n_val": len(val), "n_test": len(test), "keypoints": train.meta.num_keypoints,
          "classes": len(train.meta.classes), "visible_percent": 100 * float((v == 2).float().mean()),
          "hidden_percent": 100 * float((v == 1).float().mean()),
          "outside_percent": 100 * float((v == 0).float().mean())}
-print(report.markdown([{k: round(x, 1) if isinstance(x, float) else x for k, x in stats.items()}]))
+print(draw.markdown([{k: round(x, 1) if isinstance(x, float) else x for k, x in stats.items()}]))
 fig = draw.grid(train, range(12), cols=6, title=f"training crops at {cfg.input_size} px (hollow = hidden)")
 plt.show()
 
@@ -99,10 +98,10 @@ plt.show()
 # %%
 g = torch.Generator().manual_seed(0)
 H = warp.random_homography(4, cfg.g_corner, cfg.g_rotation, generator=g)
-x2 = warp.warp(b["image"], H)
-kp2 = warp.warp_points(b["keypoints"], H, (cfg.input_size, cfg.input_size))
+x2 = geometry.warp(b["image"], H)
+kp2 = geometry.warp_points(b["keypoints"], H, (cfg.input_size, cfg.input_size))
 big = heatmaps.render(b["keypoints"] * torch.tensor([4.0, 4.0, 1.0]), (cfg.input_size,) * 2, 4, 2.0)
-dec2, _ = heatmaps.decode(warp.warp(big, H), 4)
+dec2, _ = heatmaps.decode(geometry.warp(big, H), 4)
 ok = kp2[..., 2] > 0
 warp_agreement = float((dec2 / 4 - kp2[..., :2]).norm(dim=-1)[ok].max())
 print(f"keypoints warped directly vs via their heatmaps: max difference {warp_agreement:.2f} px")
@@ -136,7 +135,7 @@ print(f"PCK@0.1 = {r.mean:.1f} %, per keypoint {r.per_keypoint}")
 sp = splits.get(train.meta.name, train.ids)
 rows = [{"labeled": f"{f:.0%}", **{f"seed {s}": len(sp.labeled(f, s)) for s in splits.SEEDS}}
         for f in splits.FRACTIONS]
-print(report.markdown(rows))
+print(draw.markdown(rows))
 nested = all(set(sp.labeled(a, 0).tolist()) <= set(sp.labeled(b_, 0).tolist())
              for a, b_ in zip(splits.FRACTIONS, splits.FRACTIONS[1:]))
 pool = [len(sp.unlabeled(0.05, 0, u)) for u in splits.UNLABELED_FRACTIONS]

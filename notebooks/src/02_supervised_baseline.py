@@ -23,9 +23,8 @@ out_dir = None        # None: results/02_supervised_baseline/
 # %%
 import matplotlib.pyplot as plt
 
-from kpsemi import config, draw
-from kpsemi import data as datasets, runs as experiment
-from kpsemi.method import evaluate, metrics, models, train
+from kpsemi import config, data, draw, runs
+from kpsemi.method import evaluate, metrics, models
 from kpsemi.repro import report
 
 cfg = config.get(preset)
@@ -44,8 +43,8 @@ print(f"{cfg.backbone}: {models.count_parameters(m.kln):,} parameters; taps {m.k
 # %%
 results, dirs = {}, {}
 for f in fractions:
-    results[f], dirs[f] = experiment.cached(config.get(cfg.preset, losses=("sup",), labeled=f,
-                                                       split_seed=split_seed))
+    results[f], dirs[f] = runs.cached(config.get(cfg.preset, losses=("sup",), labeled=f,
+                                                 split_seed=split_seed))
     print(f"{f:>5.0%} labeled: test PCK@0.1 {results[f]['test_pck']:.2f}  ({results[f]['steps']} steps, "
           f"{results[f]['seconds']:.0f} s)")
 fig, ax = plt.subplots(figsize=(5, 3.4))
@@ -64,11 +63,11 @@ plt.show()
 # semantic consistency (notebook 03) targets.
 
 # %%
-test = datasets.load("synthetic", "test", cfg.input_size, synth_size=cfg.synth_size, progress=False)
+test = data.load("synthetic", "test", cfg.input_size, synth_size=cfg.synth_size, progress=False)
 lo, hi = fractions[0], fractions[-1]
 swaps = {}
 for f in (lo, hi):
-    model, c, _ = train.load_model(f"{dirs[f]}/best.pt")
+    model, c, _ = models.load_model(f"{dirs[f]}/best.pt")
     pred, _ = evaluate.predict(model, test, c["stride"])
     swaps[f] = metrics.swap_rate(pred, test.keypoints, test.meta.flip_pairs)
 names = test.meta.keypoints
@@ -92,14 +91,14 @@ plt.show()
 # %%
 ident = {}
 for f in (lo, hi):
-    model, c, _ = train.load_model(f"{dirs[f]}/best.pt")
+    model, c, _ = models.load_model(f"{dirs[f]}/best.pt")
     pred, _, hms = evaluate.predict(model, test, c["stride"], return_heatmaps=True)
     sep, sep_true = metrics.twin_separation(pred, test.keypoints, test.norm, test.meta.flip_pairs)
     ident[f] = {"labeled": f"{f:.0%}", "PCK@0.1": round(results[f]["test_pck"], 2),
                 "any-keypoint PCK@0.1": round(metrics.any_keypoint_pck(pred, test.keypoints, test.norm), 2),
                 "twin separation (predicted)": sep, "twin separation (true)": sep_true}
-print(report.markdown([{**r, "twin separation (predicted)": f"{r['twin separation (predicted)']:.3f}",
-                        "twin separation (true)": f"{r['twin separation (true)']:.3f}"} for r in ident.values()]))
+print(draw.markdown([{**r, "twin separation (predicted)": f"{r['twin separation (predicted)']:.3f}",
+                      "twin separation (true)": f"{r['twin separation (true)']:.3f}"} for r in ident.values()]))
 kl, kr = names.index("left_front_paw"), names.index("right_front_paw")
 fig, axes = plt.subplots(3, 5, figsize=(11, 6.6))
 for j in range(5):

@@ -24,9 +24,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from kpsemi import config, draw
-from kpsemi import data as datasets, runs as experiment
-from kpsemi.method import evaluate, metrics, models, train
+from kpsemi import config, data, draw, runs
+from kpsemi.method import evaluate, metrics, models
 from kpsemi.repro import report
 
 cfg = config.get(preset)
@@ -38,11 +37,11 @@ print("KCN:", kcn, f"\n{models.count_parameters(kcn)} parameters")
 # ## Supervised vs supervised + SC, same labels, same schedule
 
 # %%
-runs = {"supervised": ("sup",), "sup + SC": ("sup", "sc")}
+setups = {"supervised": ("sup",), "sup + SC": ("sup", "sc")}
 res, dirs = {}, {}
-for name, losses in runs.items():
-    res[name], dirs[name] = experiment.cached(config.get(cfg.preset, losses=losses, labeled=labeled,
-                                                         split_seed=split_seed))
+for name, losses in setups.items():
+    res[name], dirs[name] = runs.cached(config.get(cfg.preset, losses=losses, labeled=labeled,
+                                                   split_seed=split_seed))
     print(f"{name:12s} test PCK@0.1 {res[name]['test_pck']:.2f}")
 
 # %% [markdown]
@@ -51,8 +50,8 @@ for name, losses in runs.items():
 # that channel's entry of $z_i$.
 
 # %%
-test = datasets.load("synthetic", "test", cfg.input_size, synth_size=cfg.synth_size, progress=False)
-model, c, _ = train.load_model(f"{dirs['sup + SC']}/best.pt")
+test = data.load("synthetic", "test", cfg.input_size, synth_size=cfg.synth_size, progress=False)
+model, c, _ = models.load_model(f"{dirs['sup + SC']}/best.pt")
 with torch.no_grad():
     o = model(test.batch([0])["image"])
 k = test.meta.keypoints.index("left_front_paw")
@@ -105,14 +104,14 @@ plt.show()
 
 # %%
 swaps, twins = {}, {}
-for name in runs:
-    mdl, cc, _ = train.load_model(f"{dirs[name]}/best.pt")
+for name in setups:
+    mdl, cc, _ = models.load_model(f"{dirs[name]}/best.pt")
     pred, _ = evaluate.predict(mdl, test, cc["stride"])
     swaps[name] = metrics.swap_rate(pred, test.keypoints, test.meta.flip_pairs)
     twins[name] = metrics.twin_separation(pred, test.keypoints, test.norm, test.meta.flip_pairs)
-print(report.markdown([{"run": n, "test PCK@0.1": round(res[n]["test_pck"], 2),
-                        "left/right swaps %": round(swaps[n], 2),
-                        "twin separation predicted / true": f"{twins[n][0]:.3f} / {twins[n][1]:.3f}"} for n in runs]))
+print(draw.markdown([{"run": n, "test PCK@0.1": round(res[n]["test_pck"], 2),
+                      "left/right swaps %": round(swaps[n], 2),
+                      "twin separation predicted / true": f"{twins[n][0]:.3f} / {twins[n][1]:.3f}"} for n in setups]))
 
 # %% [markdown]
 # **What we measured** at the demo preset (one torch thread, split seed 0). With every training image labeled,

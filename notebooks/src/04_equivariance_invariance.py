@@ -25,9 +25,9 @@ out_dir = None        # None: results/04_equivariance_invariance/
 import matplotlib.pyplot as plt
 import torch
 
-from kpsemi import config, draw
-from kpsemi import data as datasets, runs as experiment
-from kpsemi.method import heatmaps, losses, warp
+from kpsemi import config, data, draw, runs
+from kpsemi.data import geometry
+from kpsemi.method import heatmaps, losses
 from kpsemi.repro import report
 
 cfg = config.get(preset)
@@ -40,16 +40,16 @@ out = report.notebook_dir("04_equivariance_invariance", out_dir)
 # for the keypoints that left the image.
 
 # %%
-test = datasets.load("synthetic", "test", cfg.input_size, synth_size=cfg.synth_size, progress=False)
+test = data.load("synthetic", "test", cfg.input_size, synth_size=cfg.synth_size, progress=False)
 b = test.batch([0])
 S, hs = cfg.input_size, cfg.input_size // cfg.stride
 f_x = heatmaps.render(b["keypoints"], (hs, hs), cfg.stride, cfg.sigma)            # f(x): the true heatmaps
 g = torch.tensor([[[0.8, 0.0, 0.55], [0.0, 0.8, 0.2], [0.0, 0.0, 1.0]]])          # scale + shift right/down
-x_g = warp.warp(b["image"], g)
-f_gx = warp.warp(f_x, g)           # f(g(x)) of a perfectly equivariant network: g applied to its heatmaps
+x_g = geometry.warp(b["image"], g)
+f_gx = geometry.warp(f_x, g)           # f(g(x)) of a perfectly equivariant network: g applied to its heatmaps
 out_te = {"unsup": f_x, "heatmaps_g": f_gx, "H": g}
 te, elt = losses.transformation_equivariance(out_te), losses.equivariant_landmark_transformation(out_te)
-back = warp.warp(f_gx, torch.linalg.inv(g))
+back = geometry.warp(f_gx, torch.linalg.inv(g))
 fig, axes = plt.subplots(1, 4, figsize=(13, 3.2))
 draw.heatmap_overlay(axes[0], b["image"][0], f_x[0], title="f(x)")
 draw.heatmap_overlay(axes[1], x_g[0], f_gx[0], title="f(g(x)) = g(f(x)): TE = %.2g" % te)
@@ -62,13 +62,13 @@ plt.show()
 # Supervised; + TE; + TI; + TE + TI; and the ELT baseline in place of TE.
 
 # %%
-runs = {"supervised": ("sup",), "sup + TE": ("sup", "te"), "sup + TI": ("sup", "ti"),
-        "sup + TE + TI": ("sup", "te", "ti"), "sup + ELT": ("sup", "elt")}
-runs = config.by_preset(cfg.preset, smoke=runs, demo=runs, paper=runs)
-res = {n: experiment.cached(config.get(cfg.preset, losses=l, labeled=labeled, split_seed=split_seed))[0]
-       for n, l in runs.items()}
-print(report.markdown([{"run": n, "test PCK@0.1": round(m["test_pck"], 2), "val PCK@0.1": round(m["val_pck"], 2),
-                        "steps": m["steps"]} for n, m in res.items()]))
+setups = {"supervised": ("sup",), "sup + TE": ("sup", "te"), "sup + TI": ("sup", "ti"),
+          "sup + TE + TI": ("sup", "te", "ti"), "sup + ELT": ("sup", "elt")}
+setups = config.by_preset(cfg.preset, smoke=setups, demo=setups, paper=setups)
+res = {n: runs.cached(config.get(cfg.preset, losses=l, labeled=labeled, split_seed=split_seed))[0]
+       for n, l in setups.items()}
+print(draw.markdown([{"run": n, "test PCK@0.1": round(m["test_pck"], 2), "val PCK@0.1": round(m["val_pck"], 2),
+                      "steps": m["steps"]} for n, m in res.items()]))
 fig, ax = plt.subplots(figsize=(6, 2.8))
 ax.barh(list(res), [m["test_pck"] for m in res.values()])
 ax.invert_yaxis()

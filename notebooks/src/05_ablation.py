@@ -17,8 +17,7 @@ out_dir = None        # None: results/05_ablation/
 import matplotlib.pyplot as plt
 import numpy as np
 
-from kpsemi import config
-from kpsemi import runs as experiment
+from kpsemi import config, draw, runs
 from kpsemi.repro import paper, report
 
 cfg = config.get(preset)
@@ -28,12 +27,12 @@ ROWS = {"te+ti+sc": ("sup", "sc", "te", "ti"), "te+ti": ("sup", "te", "ti"), "sc
         "ti+sc": ("sup", "sc", "ti"), "te+sc": ("sup", "sc", "te"), "ti": ("sup", "ti"), "supervised": ("sup",)}
 
 # %%
-res = {(row, f): experiment.cached(config.get(cfg.preset, losses=l, labeled=f, split_seed=split_seed))[0]["test_pck"]
+res = {(row, f): runs.cached(config.get(cfg.preset, losses=l, labeled=f, split_seed=split_seed))[0]["test_pck"]
        for row, l in ROWS.items() for f in fractions}
 table = [{"unsupervised losses": row, **{f"{f:.0%}": round(res[row, f], 2) for f in fractions},
           **{f"paper LSP {f:.0%}": paper.TABLE2_LSP[row][paper.FRACTIONS.index(f)] for f in fractions}}
          for row in ROWS]
-print(report.markdown(table))
+print(draw.markdown(table))
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.2))

@@ -20,8 +20,7 @@ out_dir = None        # None: results/06_unlabeled_amount_and_gt/
 # %%
 import matplotlib.pyplot as plt
 
-from kpsemi import config
-from kpsemi import runs as experiment
+from kpsemi import config, draw, runs
 from kpsemi.repro import paper, report
 
 cfg = config.get(preset)
@@ -34,11 +33,11 @@ FULL = ("sup", "sc", "te", "ti")
 # ## Table 3: 5 % labels, a growing unlabeled pool
 
 # %%
-sb = experiment.cached(config.get(cfg.preset, losses=("sup",), labeled=0.05, split_seed=split_seed))[0]["test_pck"]
-pool = {u: experiment.cached(config.get(cfg.preset, losses=FULL, labeled=0.05, split_seed=split_seed,
-                                        unlabeled_fraction=u))[0]["test_pck"] for u in pool_fractions}
-print(report.markdown([{"unlabeled pool": f"{u:.0%}", "test PCK@0.1": round(v, 2)} for u, v in pool.items()]
-                      + [{"unlabeled pool": "SB (supervised)", "test PCK@0.1": round(sb, 2)}]))
+sb = runs.cached(config.get(cfg.preset, losses=("sup",), labeled=0.05, split_seed=split_seed))[0]["test_pck"]
+pool = {u: runs.cached(config.get(cfg.preset, losses=FULL, labeled=0.05, split_seed=split_seed,
+                                  unlabeled_fraction=u))[0]["test_pck"] for u in pool_fractions}
+print(draw.markdown([{"unlabeled pool": f"{u:.0%}", "test PCK@0.1": round(v, 2)} for u, v in pool.items()]
+                    + [{"unlabeled pool": "SB (supervised)", "test PCK@0.1": round(sb, 2)}]))
 fig, ax = plt.subplots(figsize=(5, 3.2))
 ax.plot([100 * u for u in pool], list(pool.values()), "o-", label="SC+TE+TI, 5 % labels")
 ax.axhline(sb, color="gray", ls="--", label="supervised baseline")
@@ -52,11 +51,11 @@ plt.show()
 # ## Table 4: with and without ground-truth heatmaps for the labeled samples
 
 # %%
-gt = {flag: experiment.cached(config.get(cfg.preset, losses=FULL, labeled=0.05, split_seed=split_seed,
-                                         gt_in_unsup=flag))[0]["test_pck"] for flag in (True, False)}
-print(report.markdown([{"method": "with g/t heatmaps", "test PCK@0.1 (5 %)": round(gt[True], 2),
-                        "paper LSP": paper.TABLE4_LSP["with gt heatmaps"][0]},
-                       {"method": "without g/t heatmaps", "test PCK@0.1 (5 %)": round(gt[False], 2),
+gt = {flag: runs.cached(config.get(cfg.preset, losses=FULL, labeled=0.05, split_seed=split_seed,
+                                   gt_in_unsup=flag))[0]["test_pck"] for flag in (True, False)}
+print(draw.markdown([{"method": "with g/t heatmaps", "test PCK@0.1 (5 %)": round(gt[True], 2),
+                      "paper LSP": paper.TABLE4_LSP["with gt heatmaps"][0]},
+                     {"method": "without g/t heatmaps", "test PCK@0.1 (5 %)": round(gt[False], 2),
                         "paper LSP": paper.TABLE4_LSP["without gt heatmaps"][0]}]))
 
 # %%

@@ -17,8 +17,7 @@ out_dir = None        # None: results/07_loss_weights/
 # %%
 import matplotlib.pyplot as plt
 
-from kpsemi import config
-from kpsemi import runs as experiment
+from kpsemi import config, runs
 from kpsemi.repro import paper, report
 
 cfg = config.get(preset)
@@ -32,7 +31,7 @@ for loss, values in grid.items():
     for v in values:
         c = config.get(cfg.preset, losses=("sup", "sc", "te", "ti"), labeled=labeled, split_seed=split_seed,
                        weights={**cfg.weights, loss: v})
-        res[loss, v] = experiment.cached(c)[0]["test_pck"]
+        res[loss, v] = runs.cached(c)[0]["test_pck"]
 fig, axes = plt.subplots(1, len(grid), figsize=(4 * len(grid), 3.2), sharey=True, squeeze=False)
 for ax, (loss, values) in zip(axes[0], grid.items()):
     ax.plot([str(v) for v in values], [res[loss, v] for v in values], "o-")

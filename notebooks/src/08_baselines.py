@@ -32,18 +32,18 @@ out_dir = None        # None: results/08_baselines/
 import matplotlib.pyplot as plt
 import torch
 
-from kpsemi import config, draw
-from kpsemi.baselines import heads as baselines, pseudo
-from kpsemi import data as datasets, runs as experiment
+from kpsemi import config, data, draw, runs
+from kpsemi.baselines import pseudo
+from kpsemi.data import geometry
+from kpsemi.method import losses, models, warp
 from kpsemi.repro import report
-from kpsemi.method import train, warp
 
 cfg = config.get(preset)
 out = report.notebook_dir("08_baselines", out_dir)
 
 
 def get(**kw):
-    return experiment.cached(config.get(cfg.preset, labeled=labeled, split_seed=split_seed, **kw))
+    return runs.cached(config.get(cfg.preset, labeled=labeled, split_seed=split_seed, **kw))
 
 
 # %% [markdown]
@@ -58,8 +58,8 @@ res, dirs = {}, {}
 for name, kw in rows.items():
     res[name], dirs[name] = get(**kw)
 pl = res["PL"]
-print(report.markdown([{"method": n, "test PCK@0.1": round(m["test_pck"], 2), "val PCK@0.1": round(m["val_pck"], 2),
-                        "steps": m["steps"], "train s": round(m["seconds"])} for n, m in res.items()]))
+print(draw.markdown([{"method": n, "test PCK@0.1": round(m["test_pck"], 2), "val PCK@0.1": round(m["val_pck"], 2),
+                      "steps": m["steps"], "train s": round(m["seconds"])} for n, m in res.items()]))
 print(f"PL: {pl['n_pseudo_images']} of {res['ours (SC+TE+TI)']['n_unlabeled']} unlabeled images pseudo-labeled, "
       f"{pl['pseudo_keypoints_kept']} keypoints kept; their PCK@0.1 against the hidden truth: "
       f"{pl['pseudo_label_pck']:.1f} %")
@@ -74,9 +74,9 @@ plt.show()
 # Crosses are the pseudo-labels kept (≥ 0.5 peak), dots the hidden ground truth the method never sees.
 
 # %%
-train_set, _, _, lab_idx, unl_idx = experiment.load_data(config.get(cfg.preset, labeled=labeled,
-                                                                    split_seed=split_seed), progress=False)
-teacher, c, _ = train.load_model(f"{pl['teacher']}/best.pt")
+train_set, _, _, lab_idx, unl_idx = runs.load_data(config.get(cfg.preset, labeled=labeled,
+                                                              split_seed=split_seed), progress=False)
+teacher, c, _ = models.load_model(f"{pl['teacher']}/best.pt")
 idx = unl_idx[:6]
 kp, kept = pseudo.pseudo_labels(teacher, train_set, idx, train_set.meta, c["pl_threshold"], stride=c["stride"])
 pred = torch.where(kp[..., 2:] > 0, kp[..., :2], torch.full_like(kp[..., :2], float("nan")))
@@ -89,15 +89,15 @@ plt.show()
 # keypoints of x.
 
 # %%
-test = datasets.load("synthetic", "test", cfg.input_size, synth_size=cfg.synth_size, progress=False)
-gen, gc, _ = train.load_model(f"{dirs['Gen']}/best.pt")
+test = data.load("synthetic", "test", cfg.input_size, synth_size=cfg.synth_size, progress=False)
+gen, gc, _ = models.load_model(f"{dirs['Gen']}/best.pt")
 b = test.batch(list(range(6)))
 x = b["image"]
-x2 = warp.warp(x, warp.random_homography(len(x), gc["g_corner"], gc["g_rotation"],
-                                         generator=torch.Generator().manual_seed(0)))
+x2 = geometry.warp(x, warp.random_homography(len(x), gc["g_corner"], gc["g_rotation"],
+                                             generator=torch.Generator().manual_seed(0)))
 with torch.no_grad():
-    o = baselines.extra_outputs(gen, {"heatmaps": gen(x)["heatmaps"]}, x, x2, b["attributes"],
-                                torch.zeros(len(x), dtype=torch.bool), test.meta, gc["stride"], gc["sigma"])
+    o = losses.extra_outputs(gen, {"heatmaps": gen(x)["heatmaps"]}, x, x2, b["attributes"],
+                             torch.zeros(len(x), dtype=torch.bool), test.meta, gc["stride"], gc["sigma"])
 fig, axes = plt.subplots(3, 6, figsize=(12, 6))
 for j in range(6):
     for r, img in enumerate((x[j], x2[j], o["recon"][j])):
@@ -116,8 +116,8 @@ plt.show()
 # %%
 seq = {"L": ("sup",), "L+A": ("sup", "attr"), "L+ELT": ("sup", "elt_lm"), "L+ELT+A": ("sup", "elt_lm", "attr")}
 sres = {n: get(losses=l)[0] for n, l in seq.items()}
-print(report.markdown([{"Seq-MT": n, "error (% of normaliser)": round(m["test_error_percent"], 2),
-                        "test PCK@0.1": round(m["test_pck"], 2)} for n, m in sres.items()]))
+print(draw.markdown([{"Seq-MT": n, "error (% of normaliser)": round(m["test_error_percent"], 2),
+                      "test PCK@0.1": round(m["test_pck"], 2)} for n, m in sres.items()]))
 fig, ax = plt.subplots(figsize=(5, 2.6))
 ax.bar(list(sres), [m["test_error_percent"] for m in sres.values()])
 ax.set_ylabel("landmark error (%)")

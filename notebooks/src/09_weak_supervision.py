@@ -33,13 +33,13 @@ import numpy as np
 import torch
 
 from kpsemi import draw
-from kpsemi.weak import classifier, saliency, pipeline as weak
 from kpsemi.repro import report
+from kpsemi.weak import classifier, pipeline, saliency
 
-cfg = weak.get_config(preset, arch=arch, keep=keep, alpha=alpha)
-weak.set_threads(cfg)
+cfg = pipeline.get_config(preset, arch=arch, keep=keep, alpha=alpha)
+pipeline.set_threads(cfg)
 out = report.notebook_dir("09_weak_supervision", out_dir)
-train, val, test = weak.load_data(cfg, progress=False)
+train, val, test = pipeline.load_data(cfg, progress=False)
 print(f"preset {cfg.preset}: {cfg.arch} at {cfg.input_size} px, {cfg.steps} training steps; "
       f"{len(train)} / {len(val)} / {len(test)} crops; results in {out}")
 first = [int((test.cls == c).nonzero()[0]) for c in range(len(test.meta.classes)) if (test.cls == c).any()]
@@ -56,7 +56,7 @@ plt.show()
 # quarter of the animals wear a random coat, so colour alone cannot do it all.
 
 # %%
-model, history, _ = weak.classifier_for(cfg, train, val, out)
+model, history, _ = pipeline.classifier_for(cfg, train, val, pipeline.classifier_dir(cfg, out))
 acc = classifier.accuracy(model, test)
 pred = classifier.predict(model, test)
 n_cls = len(test.meta.classes)
@@ -85,7 +85,7 @@ plt.show()
 # network in large batches: (⌈(S − patch) / stride⌉ + 1)² forward passes per image. A pixel's value is the mean
 # drop over the windows that cover it. The seed fills the occluder with **random colours** rather than a plain
 # patch, so the network does not react to the new edges of a grey square; with a fixed fill (and without the
-# clamp at 0) our `saliency.occlusion` equals captum's `Occlusion` exactly (tests/test_weak.py).
+# clamp at 0) our `saliency.occlusion` equals captum's `Occlusion` exactly (tests/weak/test_weak.py).
 
 # %%
 show = first[:4]
@@ -155,7 +155,7 @@ plt.show()
 # (red, the hollow ones are the peaks dropped by the 40 % rule) and the ground truth.
 
 # %%
-det = weak.detect(model, x, cfg, torch.Generator().manual_seed(0))
+det = pipeline.detect(model, x, cfg, torch.Generator().manual_seed(0))
 fig, axes = plt.subplots(len(show), 5, figsize=(11, 2.3 * len(show)))
 for i, row in enumerate(axes):
     row[0].imshow(x[i].permute(1, 2, 0)), row[0].set_axis_off()
@@ -181,16 +181,16 @@ plt.show()
 # also answer an ablation: only the coarse map (λ = 1), only the fine one (λ = 0), and both.
 
 # %%
-maps = weak.saliency_maps(model, test, cfg)
+maps = pipeline.saliency_maps(model, test, cfg)
 n = len(maps["target"])
 gray = test.images[:n].float().mean(1) / 255
-dets = weak.keypoints(maps, gray, cfg)
-metrics, extra = weak.score(dets, test, cfg)
+dets = pipeline.keypoints(maps, gray, cfg)
+metrics, extra = pipeline.score(dets, test, cfg)
 variants = {"coarse only (λ = 1)": replace(cfg, lam=1.0), "fine only (λ = 0)": replace(cfg, lam=0.0),
             f"both (λ = {cfg.lam})": cfg}
 rows = []
 for name, c in variants.items():
-    m = metrics if c is cfg else weak.score(weak.keypoints(maps, gray, c), test, c)[0]
+    m = metrics if c is cfg else pipeline.score(pipeline.keypoints(maps, gray, c), test, c)[0]
     rows.append({"detector": name, "precision %": m["precision"], "recall %": m["recall"],
                  "random P (box) %": m["random_precision"], "random R (box) %": m["random_recall"],
                  "per image": m["detections_per_image"]})
@@ -200,7 +200,7 @@ rows.append({"detector": "both, without Förstner", "precision %": metrics["prec
 print(f"{n} test crops; classifier right on {100 * float((maps['target'] == test.cls[:n]).float().mean()):.1f} % "
       f"of them; random points in the whole crop: precision {metrics['random_precision_crop']:.1f} %, recall "
       f"{metrics['random_recall_crop']:.1f} %")
-print(report.markdown(rows))
+print(draw.markdown(rows))
 fig, ax = plt.subplots(figsize=(9, 3.2))
 pos = np.arange(len(rows))
 ax.bar(pos - 0.3, [r["precision %"] for r in rows], 0.2, label="precision")
@@ -221,7 +221,7 @@ plt.show()
 
 # %%
 hist = extra["histogram"]
-print(report.markdown(weak.salient_rows(metrics, hist, test.meta.classes)))
+print(draw.markdown(pipeline.salient_rows(metrics, hist, test.meta.classes)))
 fig, ax = plt.subplots(figsize=(10, 3.6))
 im = ax.imshow((hist.float() / hist.sum(1, keepdim=True).clamp_min(1)).numpy(), cmap="viridis")
 fig.colorbar(im, ax=ax, fraction=0.03)

@@ -35,11 +35,10 @@ out_dir = None           # None: results/10_embeddings_tsne/
 import matplotlib.pyplot as plt
 import numpy as np
 
-from kpsemi import config
-from kpsemi import data as datasets, runs as experiment
-from kpsemi.embeddings import analysis as embeddings, explorer
+from kpsemi import config, data, draw, runs
+from kpsemi.embeddings import analysis, explorer
+from kpsemi.method import models
 from kpsemi.repro import report
-from kpsemi.method import train
 
 cfg = config.get(preset, dataset=dataset)
 out = report.notebook_dir("10_embeddings_tsne", out_dir)
@@ -49,37 +48,37 @@ print(f"preset {cfg.preset}, {cfg.dataset}: {cfg.backbone} at {cfg.input_size} p
 
 # %% [markdown]
 # ## Two models, the same labels
-# Both train with the preset's defaults through `experiment.cached`, which calls `experiment.run` in a folder of
+# Both train with the preset's defaults through `runs.cached`, which calls `runs.run` in a folder of
 # results/runs/ named by the configuration, or reads back a finished run of the same configuration (other
 # notebooks share it). The supervised model never uses *z*, so its 1×1 embedding convolution keeps its random
 # initialisation: its *z* is a random 64-d projection of what the backbone learned for the heatmaps. That is the
 # baseline the unsupervised constraints have to beat.
 
 # %%
-runs = {"supervised": ("sup",), "semi-supervised": ("sup", "sc", "te", "ti")}
+setups = {"supervised": ("sup",), "semi-supervised": ("sup", "sc", "te", "ti")}
 results, folders = {}, {}
-for name, losses in runs.items():
+for name, losses in setups.items():
     run_cfg = config.get(cfg.preset, dataset=cfg.dataset, losses=losses, labeled=labeled, split_seed=split_seed)
-    results[name], folders[name] = experiment.cached(run_cfg, progress=True)
-print(report.markdown([{"model": n, "losses": "+".join(m["losses"]),
-                        f"test {m['metric']}": round(m["test_pck"], 2), "steps": m["steps"],
-                        "seconds": round(m["seconds"])} for n, m in results.items()]))
+    results[name], folders[name] = runs.cached(run_cfg, progress=True)
+print(draw.markdown([{"model": n, "losses": "+".join(m["losses"]),
+                      f"test {m['metric']}": round(m["test_pck"], 2), "steps": m["steps"],
+                      "seconds": round(m["seconds"])} for n, m in results.items()]))
 
 # %% [markdown]
 # ## One embedding per visible keypoint of the test set
-# `embeddings.extract` runs the model over the test crops (batched, no gradients), computes *z* for all K
+# `analysis.extract` runs the model over the test crops (batched, no gradients), computes *z* for all K
 # keypoints and keeps those that are visible (v = 2), with their type, image, class and location. With
 # `source = "predicted"` the pooling uses the model's **own** heatmaps, which is what happens on unlabeled
 # images; `"ground truth"` pools with the labeled Gaussians instead (what labeled images use in training) and
 # separates what the features encode from where the model looks.
 
 # %%
-test = datasets.load(cfg.dataset, "test", cfg.input_size, synth_size=cfg.synth_size, seed=cfg.data_seed,
-                     progress=False)
+test = data.load(cfg.dataset, "test", cfg.input_size, synth_size=cfg.synth_size, seed=cfg.data_seed,
+                 progress=False)
 embs, nets = {}, {}
 for name, folder in folders.items():
-    model, c, _ = nets[name] = train.load_model(f"{folder}/best.pt")
-    embs[name] = embeddings.extract(model, test, source, c["stride"], c["sigma"])
+    model, c, _ = nets[name] = models.load_model(f"{folder}/best.pt")
+    embs[name] = analysis.extract(model, test, source, c["stride"], c["sigma"])
 e0 = next(iter(embs.values()))
 print(f"{len(e0)} visible keypoints in {len(np.unique(e0.image))} test images, {e0.z.shape[1]}-d each; "
       f"left/right pairs: {[(e0.names[a], e0.names[b]) for a, b in e0.flip_pairs]}")
@@ -91,15 +90,15 @@ print(f"{len(e0)} visible keypoints in {len(np.unique(e0.image))} test images, {
 # about the share of the most frequent type, roughly 1/K.
 
 # %%
-ana = {name: embeddings.analyse(e, k=k, perplexity=perplexity, max_points=max_points, desc=name)
+ana = {name: analysis.analyse(e, k=k, perplexity=perplexity, max_points=max_points, desc=name)
        for name, e in embs.items()}
 chance = 100.0 * float(np.bincount(e0.kind).max()) / len(e0)
-print(report.markdown([{"model": n, f"{k}-NN accuracy %": a["knn_accuracy"], "silhouette 2-D": a["silhouette_2d"],
-                        "silhouette 64-d": a["silhouette_64d"], "left->right twin %": a["left_right"]["left_to_right"],
-                        "right->left twin %": a["left_right"]["right_to_left"],
-                        "twin share of errors %": a["left_right"]["share_of_errors"]} for n, a in ana.items()]))
+print(draw.markdown([{"model": n, f"{k}-NN accuracy %": a["knn_accuracy"], "silhouette 2-D": a["silhouette_2d"],
+                      "silhouette 64-d": a["silhouette_64d"], "left->right twin %": a["left_right"]["left_to_right"],
+                      "right->left twin %": a["left_right"]["right_to_left"],
+                      "twin share of errors %": a["left_right"]["share_of_errors"]} for n, a in ana.items()]))
 print(f"k-NN chance level: {chance:.1f} %; t-SNE on {len(ana['supervised']['idx'])} points, perplexity "
-      f"{embeddings.effective_perplexity(perplexity, len(ana['supervised']['idx'])):g}")
+      f"{analysis.effective_perplexity(perplexity, len(ana['supervised']['idx'])):g}")
 
 # %% [markdown]
 # ## Paper Fig. 4: t-SNE of the keypoint embeddings
@@ -107,9 +106,9 @@ print(f"k-NN chance level: {chance:.1f} %; t-SNE on {len(ana['supervised']['idx'
 # embeddings resemble each other across animals more than they resemble other types.
 
 # %%
-fig = embeddings.figure({f"{n}  ({a['knn_accuracy']:.0f} % {k}-NN, silhouette {a['silhouette_2d']:.2f})":
-                         (a["xy"], embs[n].kind[a["idx"]]) for n, a in ana.items()}, e0.names,
-                        suptitle=f"t-SNE of z_i from {source} heatmaps, {labeled:.0%} labels ({cfg.preset} preset)")
+fig = analysis.figure({f"{n}  ({a['knn_accuracy']:.0f} % {k}-NN, silhouette {a['silhouette_2d']:.2f})":
+                       (a["xy"], embs[n].kind[a["idx"]]) for n, a in ana.items()}, e0.names,
+                      suptitle=f"t-SNE of z_i from {source} heatmaps, {labeled:.0%} labels ({cfg.preset} preset)")
 fig.savefig(f"{out}/tsne.png", dpi=150)
 plt.show()
 print("saved", f"{out}/tsne.png")
@@ -121,7 +120,7 @@ print("saved", f"{out}/tsne.png")
 # accuracy.
 
 # %%
-fig = embeddings.confusion_figure({n: a["knn"]["confusion"] for n, a in ana.items()}, e0.names)
+fig = analysis.confusion_figure({n: a["knn"]["confusion"] for n, a in ana.items()}, e0.names)
 fig.savefig(f"{out}/knn_confusion.png", dpi=150)
 plt.show()
 fig, ax = plt.subplots(figsize=(10, 3))
@@ -144,14 +143,14 @@ plt.show()
 # %%
 gt = {}
 for name, (model, c, _) in nets.items():
-    e = embs[name] if source == "ground truth" else embeddings.extract(model, test, "ground truth", c["stride"],
-                                                                        c["sigma"])
-    nb = embeddings.neighbours(e.z, e.image, k)
-    gt[name] = {"knn": embeddings.knn_accuracy(e, nb)["accuracy"],
-                "twin": embeddings.left_right_confusion(e, nb)["rate"]}
-print(report.markdown([{"model": n, f"{k}-NN % ({source} h)": ana[n]["knn_accuracy"],
-                        f"{k}-NN % (ground-truth h)": g["knn"], f"twin % ({source} h)": ana[n]["left_right"]["rate"],
-                        "twin % (ground-truth h)": g["twin"]} for n, g in gt.items()]))
+    e = embs[name] if source == "ground truth" else analysis.extract(model, test, "ground truth", c["stride"],
+                                                                     c["sigma"])
+    nb = analysis.neighbours(e.z, e.image, k)
+    gt[name] = {"knn": analysis.knn_accuracy(e, nb)["accuracy"],
+                "twin": analysis.left_right_confusion(e, nb)["rate"]}
+print(draw.markdown([{"model": n, f"{k}-NN % ({source} h)": ana[n]["knn_accuracy"],
+                      f"{k}-NN % (ground-truth h)": g["knn"], f"twin % ({source} h)": ana[n]["left_right"]["rate"],
+                      "twin % (ground-truth h)": g["twin"]} for n, g in gt.items()]))
 
 # %% [markdown]
 # ## Explore it yourself
@@ -162,7 +161,7 @@ print(report.markdown([{"model": n, f"{k}-NN % ({source} h)": ana[n]["knn_accura
 # `set_perplexity`, `on_point`, `on_select`) that the widgets call, so you can also drive it from code.
 #
 # `explorer.Explorer` takes any KeypointData the kit loads and a dict of name -> best.pt (or a list of run
-# folders), e.g. your own COCO data and runs: `explorer.Explorer(["runs/mine"], datasets.load("coco", "test", 256,
+# folders), e.g. your own COCO data and runs: `explorer.Explorer(["runs/mine"], data.load("coco", "test", 256,
 # json="test.json"))` (the crops must have the models' input size).
 
 # %%

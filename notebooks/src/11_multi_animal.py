@@ -32,10 +32,11 @@ import os
 import matplotlib.pyplot as plt
 import torch
 
-from kpsemi import draw
-from kpsemi.multi import eval as multi_eval, losses as multi_losses, model as multi_model, train as multi_train
-from kpsemi.repro import report
+from kpsemi import config, draw
+from kpsemi.multi import eval as multi_eval, losses as multi_losses, model as multi_model
+from kpsemi.multi import train as multi_train
 from kpsemi.paths import results_dir
+from kpsemi.repro import report
 
 cfg = multi_train.get(preset, dataset, root=root, train_set=train_set, subset_seed=subset_seed,
                       labeled=labeled if dataset == "synthetic" else None, alpha=alpha, beta=beta)
@@ -170,10 +171,11 @@ print(f"|grad| of the fusion loss: B1 head {grad_b1:.3g}, B2 head {grad_b2:.3g},
 # grouped by greedy pose NMS, a group's pose is the $v$-weighted mean of its members and its score their sum.
 
 # %%
-results = multi_train.run_methods(cfg, f"{out}/runs", progress=False)
+runs = f"{out}/runs/{config.digest(config.to_dict(cfg))}"     # one folder per configuration, reused when run again
+results = multi_train.run_methods(cfg, runs, progress=False, resume=True)
 rows = [{"method": multi_train.METHODS[m], "test AP": round(r["test_ap"], 3), "AP50": round(r["test_ap50"], 3),
          "steps": r["steps"], "seconds": round(r["seconds"])} for m, r in results.items()]
-print(report.markdown(rows))
+print(draw.markdown(rows))
 multi_eval.plot_curves(results, cfg, title=f"test AP during training ({dataset}, {cfg.preset})")
 plt.show()
 
@@ -183,7 +185,7 @@ plt.show()
 # keypoint, opacity $v$); right: B1's heatmap (max over keypoints) — the fusion loss pulls these two together.
 
 # %%
-model, _ = multi_eval.load_model(f"{out}/runs/semi/last.pt")
+model, _ = multi_model.load_model(f"{runs}/semi/last.pt")
 n = 0
 with torch.no_grad():
     o = model(test.batch([n])["image"])
@@ -212,7 +214,7 @@ plt.show()
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(13, 4.2))
 for ax, m in zip(axes, results):
-    mdl, _ = multi_eval.load_model(f"{out}/runs/{m}/last.pt")
+    mdl, _ = multi_model.load_model(f"{runs}/{m}/last.pt")
     dets = multi_eval.predict(mdl, test.subset([0]), cfg)
     multi_eval.draw_frame(ax, test.subset([0]), 0, dets, title=f"{multi_train.METHODS[m]}: AP "
                           f"{results[m]['test_ap']:.3f}")
@@ -222,8 +224,8 @@ plt.show()
 # %% [markdown]
 # ## The seed's honeybee table
 # `python -m kpsemi reproduce --table smp --preset demo --root ../shared/datasets/honeybee` (the Python twin:
-# `multi_table.reproduce_table`) trains the three rows on the honeybee protocol: Train135, five Train25 and five
-# Train5 subsets (drawn once into `data/splits/honeybee-smp.json`), the 80 unlabeled frames plus, for Train25 /
+# `kpsemi.multi.table.reproduce_table`) trains the three rows on the honeybee protocol: Train135, five Train25 and
+# five Train5 subsets (drawn once into `data/splits/honeybee-smp.json`), the 80 unlabeled frames plus, for Train25 /
 # Train5, the unused training frames without their labels, and the 30 test frames. It writes the seed's layout
 # (`smp.md`), one row per run (`runs.md`) and the test-AP curves of each subset (the seed's Fig. 3);
 # `--train-sets train5,train25,train135 --seeds 0,1,2,3,4` is the seed's full grid. The cell below shows that table

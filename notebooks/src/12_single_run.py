@@ -32,17 +32,16 @@ import json
 
 import matplotlib.pyplot as plt
 
-from kpsemi import config, draw
-from kpsemi.method import evaluate, train
-from kpsemi import runs as experiment
+from kpsemi import config, draw, runs
+from kpsemi.method import evaluate, models
 from kpsemi.repro import report
 
 cfg = config.get(preset)
 cfg = config.get(cfg.preset, dataset=dataset, losses=tuple(losses), labeled=labeled, split_seed=split_seed,
                  unlabeled_fraction=unlabeled_fraction, gt_in_unsup=gt_in_unsup,
                  weights={**cfg.weights, **weights}, method=method)
-spec = experiment.DataSpec(train_json=train_json, val_json=val_json, test_json=test_json,
-                           unlabeled_dir=unlabeled_dir, dlc_project=dlc_project)
+spec = runs.DataSpec(train_json=train_json, val_json=val_json, test_json=test_json,
+                     unlabeled_dir=unlabeled_dir, dlc_project=dlc_project)
 out = report.notebook_dir("12_single_run", out_dir)
 print(json.dumps(config.to_dict(cfg), indent=None)[:400], "...")
 
@@ -54,7 +53,7 @@ print(json.dumps(config.to_dict(cfg), indent=None)[:400], "...")
 # best weights are kept and training stops when validation stops improving (`patience`) or at `max_steps`.
 
 # %%
-m, run = experiment.cached(cfg, spec, progress=True)   # reused when any notebook already ran this configuration
+m, run = runs.cached(cfg, spec, progress=True)   # reused when any notebook already ran this configuration
 print(f"test {m['metric']} {m['test_pck']:.2f} (val {m['val_pck']:.2f}) after {m['steps']} steps, "
       f"{m['seconds']:.0f} s; {m['n_labeled']} labeled / {m['n_unlabeled']} unlabeled training samples")
 
@@ -78,8 +77,8 @@ plt.show()
 # ## Predictions on test crops (crosses) with the ground truth (dots)
 
 # %%
-_, _, test, _, _ = experiment.load_data(cfg, spec, progress=False)
-model, c, _ = train.load_model(f"{run}/best.pt")
+_, _, test, _, _ = runs.load_data(cfg, spec, progress=False)
+model, c, _ = models.load_model(f"{run}/best.pt")
 pred, _ = evaluate.predict(model, test.subset(range(min(12, len(test)))), c["stride"])
 fig = draw.grid(test, range(min(12, len(test))), cols=6, pred=pred)
 plt.show()

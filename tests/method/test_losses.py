@@ -3,6 +3,7 @@ import math
 
 import torch
 
+from kpsemi.data import geometry
 from kpsemi.method import heatmaps, losses, models, warp
 
 
@@ -54,12 +55,12 @@ def test_te_zero_for_an_exactly_equivariant_map_and_positive_otherwise():
     kp = torch.tensor([[[20.0, 30, 2], [40, 22, 2]]])
     h = _heatmaps_of(kp)
     H = warp.random_homography(1, generator=g)
-    exact = _out(unsup=h, heatmaps_g=warp.warp(h, H), H=H)       # f(g(x)) = g(f(x)) exactly
+    exact = _out(unsup=h, heatmaps_g=geometry.warp(h, H), H=H)       # f(g(x)) = g(f(x)) exactly
     assert losses.transformation_equivariance(exact).item() < 1e-12
     # a map that ignores the transformation: f(g(x)) = f(x)
     lazy = _out(unsup=h, heatmaps_g=h, H=H)
     assert math.isclose(losses.transformation_equivariance(lazy).item(),
-                        ((h - warp.warp(h, H)) ** 2).mean().item(), rel_tol=1e-6)
+                        ((h - geometry.warp(h, H)) ** 2).mean().item(), rel_tol=1e-6)
     assert losses.transformation_equivariance(lazy).item() > 1e-4
 
 
@@ -77,7 +78,7 @@ def test_elt_inverse_warp_and_its_blind_spot():
     kp = torch.tensor([[[50.0, 32, 2]]])                        # near the right edge of a 64-px input
     h = _heatmaps_of(kp)
     T = torch.tensor([[[1.0, 0, 1.0], [0, 1, 0], [0, 0, 1]]])     # shift right by half the width
-    perfect = warp.warp(h, T)                                    # what an equivariant model predicts on g(x)
+    perfect = geometry.warp(h, T)                                    # what an equivariant model predicts on g(x)
     out = _out(unsup=h, heatmaps_g=perfect, H=T)
     assert losses.transformation_equivariance(out).item() < 1e-12
     assert math.isclose(losses.equivariant_landmark_transformation(out).item(), (h ** 2).mean().item(),

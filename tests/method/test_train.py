@@ -7,11 +7,10 @@ import sys
 import pytest
 import torch
 
-from kpsemi import config
-from kpsemi import runs as experiment
-from kpsemi.method import losses
+from kpsemi import config, runs
 from kpsemi.data import splits
 from kpsemi.errors import TrainingError
+from kpsemi.method import losses
 
 
 def _cfg(**kw):
@@ -20,10 +19,10 @@ def _cfg(**kw):
 
 def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path, smoke_dir):
     cfg = _cfg(losses=("sup", "sc", "te", "ti"))
-    full = experiment.run(cfg, str(tmp_path / "full"), progress=False)
+    full = runs.run(cfg, str(tmp_path / "full"), progress=False)
     # "kill" after step 8: the last checkpoint is from step 6, so steps 7-8 are redone after the resume
-    assert experiment.run(cfg, str(tmp_path / "cut"), progress=False, stop_at=8) is None
-    resumed = experiment.run(cfg, str(tmp_path / "cut"), resume=True, progress=False)
+    assert runs.run(cfg, str(tmp_path / "cut"), progress=False, stop_at=8) is None
+    resumed = runs.run(cfg, str(tmp_path / "cut"), resume=True, progress=False)
     for k in ("val_pck", "test_pck", "steps", "best_step", "test_per_keypoint"):
         assert resumed[k] == full[k], k
     a = torch.load(tmp_path / "full" / "best.pt", weights_only=True)["model"]
@@ -32,7 +31,7 @@ def test_killed_and_resumed_run_ends_like_an_uninterrupted_one(tmp_path, smoke_d
 
 
 def test_metrics_file(tmp_path, smoke_dir):
-    m = experiment.run(_cfg(losses=("sup", "elt")), str(tmp_path), progress=False)
+    m = runs.run(_cfg(losses=("sup", "elt")), str(tmp_path), progress=False)
     on_disk = json.load(open(tmp_path / "metrics.json"))
     assert on_disk["test_pck"] == m["test_pck"]
     for k in ("val_pck", "test_pck", "test_per_keypoint", "steps", "seconds", "n_labeled", "n_unlabeled"):
@@ -49,7 +48,7 @@ def test_nan_loss_stops_with_the_losses_name(tmp_path, smoke_dir, monkeypatch):
     monkeypatch.setitem(losses.LOSSES, "boom", lambda out: out["heatmaps"].sum() * float("nan"))
     cfg = _cfg(losses=("sup", "boom"), weights={**config.Config().weights, "boom": 1.0})
     with pytest.raises(TrainingError, match="loss 'boom' became nan at step 1"):
-        experiment.run(cfg, str(tmp_path), progress=False)
+        runs.run(cfg, str(tmp_path), progress=False)
 
 
 def test_train_cli_errors_are_one_line(tmp_path):
@@ -64,12 +63,12 @@ def test_train_cli_errors_are_one_line(tmp_path):
 def test_own_coco_data_with_unlabeled_folder(tmp_path, smoke_dir, monkeypatch):
     """A COCO train/val/test triple + a folder of unlabeled images: labeled fraction picks from the train JSON,
     the rest and the folder become the unlabeled pool."""
-    spec = experiment.DataSpec(train_json=os.path.join(smoke_dir, "train.json"),
-                               val_json=os.path.join(smoke_dir, "val.json"),
-                               test_json=os.path.join(smoke_dir, "test.json"),
-                               unlabeled_dir=os.path.join(smoke_dir, "images", "val"))
+    spec = runs.DataSpec(train_json=os.path.join(smoke_dir, "train.json"),
+                         val_json=os.path.join(smoke_dir, "val.json"),
+                         test_json=os.path.join(smoke_dir, "test.json"),
+                         unlabeled_dir=os.path.join(smoke_dir, "images", "val"))
     monkeypatch.setenv("KPSEMI_DATA", str(tmp_path / "data"))          # its split file and crops stay out of data/
-    train, val, test, lab, unl = experiment.load_data(_cfg(labeled=0.1), spec)
+    train, val, test, lab, unl = runs.load_data(_cfg(labeled=0.1), spec)
     assert os.listdir(tmp_path / "data" / "splits") == [f"coco-train-{splits.digest(train.ids[:240])[:8]}.json"]
     assert len(lab) == 24 and len(unl) == 240 - 24 + 60 and len(train) == 300
     assert not train.labeled[240:].any() and not (set(lab.tolist()) & set(unl.tolist()))

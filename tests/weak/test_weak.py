@@ -28,8 +28,8 @@ def test_occlusion_equals_captum_with_a_constant_fill(size, patch, stride):
     ours, drops, target = saliency.occlusion(net, x, patch=patch, stride=stride, fill=0.3, clamp=False,
                                              batch_size=7)
     ref = Occlusion(lambda z: net(z).softmax(1)).attribute(x, sliding_window_shapes=(3, patch, patch),
-                                                            strides=(3, stride, stride), baselines=0.3,
-                                                            target=target)
+                                                           strides=(3, stride, stride), baselines=0.3,
+                                                           target=target)
     assert torch.equal(target, net(x).argmax(1))
     n = len(saliency.window_offsets(size, patch, stride))
     assert drops.shape == (3, n, n)
@@ -39,8 +39,8 @@ def test_occlusion_equals_captum_with_a_constant_fill(size, patch, stride):
     base = torch.rand(3, 3, size, size, generator=torch.Generator().manual_seed(2))
     ours_b, _, _ = saliency.occlusion(net, x, target, patch, stride, fill=base, clamp=False)
     ref_b = Occlusion(lambda z: net(z).softmax(1)).attribute(x, sliding_window_shapes=(3, patch, patch),
-                                                              strides=(3, stride, stride), baselines=base,
-                                                              target=target)
+                                                             strides=(3, stride, stride), baselines=base,
+                                                             target=target)
     torch.testing.assert_close(ours_b, ref_b[:, 0], atol=1e-6, rtol=1e-5)
 
 
@@ -311,7 +311,7 @@ def test_run_smoke_end_to_end(tmp_path):
     for k in ("precision", "recall", "random_precision", "random_recall", "precision_unrefined"):
         assert 0 <= m[k] <= 100, k
     assert 0 < m["detections_per_image"] <= math.ceil(cfg.keep * cfg.max_peaks)
-    assert set(m["salient"]) <= set(weak.datasets.load_records("synthetic", "test", synth_size="smoke")[0].classes)
+    assert set(m["salient"]) <= set(weak.data.load_records("synthetic", "test", synth_size="smoke")[0].classes)
     assert (tmp_path / "salient.md").exists() and (tmp_path / "metrics.json").exists()
     again = weak.run(cfg, str(tmp_path), progress=False)     # the classifier is reused, results identical
     assert again["classifier_reused"] and not m["classifier_reused"]

@@ -18,7 +18,7 @@ exact lists are not public, so images are shuffled with a fixed seed and their p
 (an image's persons never straddle two splits), to test (2,958), then val (3,311), then train (10,000); the
 remaining annotated persons (about 12,000) are in no split. With fewer than 16,269 persons (test fixtures) the
 three sizes are scaled proportionally and train takes the rest. Box: the labeled joints and the head box,
-enlarged by 10 % per side (box_from_keypoints); metric "pckh" (normalised by 0.6 x the head-box diagonal, data.py).
+enlarged by 10 % per side (box_from_keypoints); metric "pckh" (normalised by 0.6 x the head-box diagonal, crops.py).
 """
 import os
 import warnings

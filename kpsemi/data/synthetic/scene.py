@@ -3,7 +3,7 @@
 `render_scene(rng, cfg)` is the whole picture: a background (optionally tinted with the animal's coat), distractor
 shapes, an optional smaller unannotated animal behind, the annotated animal(s) built from capsules by `animal.py`,
 foreground occluders, lighting and noise. It returns the image and COCO-like annotations whose visibility flags are
-true (2 visible, 1 hidden, 0 outside). `synth.py` calls it per (seed, split, index) and writes the dataset.
+true (2 visible, 1 hidden, 0 outside). `writer.py` calls it per (seed, split, index) and writes the dataset.
 """
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter

@@ -9,8 +9,10 @@ x = y = 0 when it lies outside the image (truncation), as in COCO. The drawing i
 
     python -m kpsemi data synth --out DIR [--size default|smoke|N] [--seed N]
 """
+import fcntl
 import json
 import os
+import shutil
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -20,8 +22,9 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from kpsemi.data.synthetic import animal as A
-from kpsemi.errors import UserError
 from kpsemi.data.synthetic.scene import render_scene
+from kpsemi.errors import UserError
+from kpsemi.paths import data_dir, write_json_atomic
 
 SPLITS = ("train", "val", "test")
 SIZES = {  # name -> (n_train, n_val, n_test, image side)
@@ -53,7 +56,7 @@ class SynthConfig:
         if isinstance(size, str) and not size.isdigit():
             if size not in SIZES:
                 raise UserError(f"unknown synthetic size {size!r}: use one of {sorted(SIZES)} or a number of "
-                                 "training images")
+                                "training images")
             n_tr, n_va, n_te, side = SIZES[size]
         else:
             n_tr = int(size)
@@ -104,10 +107,7 @@ def write_coco(cfg: SynthConfig, out: str, workers: int = None, progress: bool =
         doc = dict(info=dict(description="kpsemi embedded synthetic animals", config=asdict(cfg), split=split),
                    images=images, annotations=anns, categories=categories(),
                    attributes=list(A.ATTRIBUTES))
-        tmp = os.path.join(out, f"{split}.json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(doc, f)
-        os.replace(tmp, os.path.join(out, f"{split}.json"))
+        write_json_atomic(doc, os.path.join(out, f"{split}.json"))
         total += n
     dt = time.time() - t0
     return dict(images=total, seconds=dt, images_per_s=total / dt, workers=workers)
@@ -129,9 +129,6 @@ def ensure(size="default", seed=0, root=None, progress=True, **kw) -> str:
 
     The folder name carries the generator version; generation holds a lock and renders into a temporary folder
     that is renamed into place, so concurrent callers never see (or write) a half-finished set."""
-    import fcntl
-    import shutil
-    from kpsemi.paths import data_dir
     cfg = SynthConfig.from_size(size, seed, **kw)
     tag = f"synthetic-{size}-s{seed}-v{cfg.version}" + ("" if not kw else "-" + "-".join(
         f"{k}{v}" for k, v in sorted(kw.items())))

@@ -1,0 +1,63 @@
+"""The losses of the paper's other Table 1 rows and Honari's Seq-MT, registered in the method's loss registry
+(kpsemi/method/losses.py) when `kpsemi.baselines` is imported:
+
+- **gen** (Jakab et al. 2018, injected into our pipeline as the paper did): the heatmaps of an image x become a
+  keypoint bottleneck which, with the appearance of a geometrically transformed copy x' = g(x, s), conditions a
+  decoder that must reconstruct x (heads.py). Geometry can only come from the keypoints, so they learn to follow the
+  object. No ImageNet network is available offline for a perceptual loss, so the reconstruction loss is L1 on pixels
+  + L1 on image gradients (edges) at two scales.
+- **attr** (Seq-MT, Honari et al. 2018): landmarks by soft-argmax feed an attribute classifier (the embedded set's
+  per-image attributes); the attribute loss flows back into the landmark network on every image that has
+  attributes, also those without landmarks.
+- **elt_lm** (Honari et al.): || T(L(x)) - L(T(x)) ||^2 on soft-argmax coordinates (Seq-MT's L+ELT rows); the heatmap
+  form the Moskvyak paper compares with is the method's `elt`.
+
+PL (pseudo-labels) is a two-stage method of its own: see pseudo.py and kpsemi/runs.py.
+"""
+import torch
+import torch.nn.functional as F
+
+from kpsemi.baselines import heads
+from kpsemi.data import geometry
+from kpsemi.method import heatmaps
+from kpsemi.method.losses import register
+
+
+def _grad(img):
+    return img[..., :, 1:] - img[..., :, :-1], img[..., 1:, :] - img[..., :-1, :]
+
+
+def generation(out):
+    """Reconstruction of x from x' + keypoints: L1 on pixels and on image gradients, at full and half size."""
+    total = 0.0
+    r, x = out["recon"].float(), out["image"].float()
+    for _ in range(2):
+        gr, gx = _grad(r), _grad(x)
+        total = total + (r - x).abs().mean() + sum((a - b).abs().mean() for a, b in zip(gr, gx))
+        r, x = F.avg_pool2d(r, 2), F.avg_pool2d(x, 2)
+    return total
+
+
+def attributes(out):
+    """Seq-MT attribute loss: binary cross-entropy on the known (>= 0) attributes of every sample."""
+    known = out["attributes"] >= 0
+    if not known.any():
+        return out["attr_logits"].sum() * 0.0
+    return F.binary_cross_entropy_with_logits(out["attr_logits"][known], out["attributes"][known].float())
+
+
+def landmark_elt(out):
+    """Honari's ELT on coordinates: || T(L(x)) - L(T(x)) ||^2 / S^2 over landmarks T keeps inside the image."""
+    S = out["image_size"]
+    c1 = heatmaps.soft_argmax(out["heatmaps"], out["stride"], heads.SOFTARGMAX_BETA)
+    c2 = heatmaps.soft_argmax(out["heatmaps_g"], out["stride"], heads.SOFTARGMAX_BETA)
+    moved = geometry.warp_points(torch.cat([c1, torch.full_like(c1[..., :1], 2.0)], -1), out["H"], (S, S))
+    keep = moved[..., 2] > 0
+    if not keep.any():
+        return c1.sum() * 0.0
+    return (((moved[..., :2] - c2) / S) ** 2).sum(-1)[keep].mean()
+
+
+register("gen", generation, second_view=True, head=heads.decoder, outputs=heads.gen_outputs)
+register("attr", attributes, head=heads.attribute_head, outputs=heads.attr_outputs)
+register("elt_lm", landmark_elt, second_view=True)
