@@ -95,15 +95,33 @@ def run(cfg, out_dir, spec=None, resume=False, device=None, progress=True, stop_
         return pseudo.run(cfg, out_dir, spec, progress)
     if cfg.method != "standard":
         raise UserError(f"unknown method {cfg.method!r}: standard (losses) or pl (pseudo-labels)")
+    init = warm_start(cfg, spec, progress)
     train, val, test, labeled, unlabeled = load_data(cfg, spec, progress)
-    return train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume, device, progress, stop_at)
+    return train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume, device, progress, stop_at,
+                          init)
+
+
+def warm_start(cfg, spec=None, progress=True):
+    """None, or (run folder, steps, weights) of the supervised twin (config.supervised_twin) that a run with
+    `init="supervised"` starts from. Only semi-supervised runs warm-start (unsupervised losses on unlabeled
+    images); the twin is trained first if no notebook or table has trained it yet."""
+    semi = (len(cfg.losses) > 1 or cfg.method != "standard") and cfg.labeled < 1.0
+    if cfg.init == "scratch" or not semi:
+        return None
+    if cfg.init != "supervised":
+        raise UserError(f"init must be 'scratch' or 'supervised', got {cfg.init!r}")
+    m, d = cached(C.supervised_twin(cfg), spec, progress)
+    state = torch.load(os.path.join(d, "best.pt"), map_location="cpu", weights_only=True)
+    return d, m["steps"], state["model"]
 
 
 def train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume=False, device=None, progress=True,
-                   stop_at=None):
-    """The Trainer on given data, then test PCK at the best validation checkpoint -> metrics.json."""
+                   stop_at=None, init=None):
+    """The Trainer on given data (started from init = warm_start(...) if given), then test PCK at the best
+    validation checkpoint -> metrics.json."""
     t0 = time.time()
-    tr = Trainer(cfg, train, val, labeled, unlabeled, out_dir, device=device, progress=progress)
+    tr = Trainer(cfg, train, val, labeled, unlabeled, out_dir, device=device, progress=progress,
+                 init_weights=init[2] if init else None)
     if resume and tr.resume() and progress:
         print(f"resumed {out_dir} at step {tr.step}")
     tr.fit(stop_at=stop_at)
@@ -122,6 +140,7 @@ def train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume=Fa
          "wall_seconds": round(time.time() - t0, 1), "dataset": train.meta.name, "losses": list(cfg.losses),
          "method": cfg.method, "labeled": cfg.labeled, "split_seed": cfg.split_seed, "n_labeled": len(labeled),
          "n_unlabeled": len(unlabeled) if tr.semi else 0, "device": tr.device,
+         "init_from": init[0] if init else None, "init_steps": init[1] if init else 0,
          "machine": f"{platform.machine()} {os.cpu_count()} cpus, torch {torch.__version__}",
          "config": C.to_dict(cfg)}
     write_json_atomic(m, os.path.join(out_dir, "metrics.json"), indent=1)
@@ -131,12 +150,15 @@ def train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume=Fa
 def run_or_load(cfg, out_dir, spec=None, progress=True):
     """The metrics of `out_dir` if it holds a finished run of this very config, else train (resuming a partial
     run). A finished run of another config is an error, never silently reused or overwritten."""
+    cfg = C.canonical(cfg)
     path = os.path.join(out_dir, "metrics.json")
     if os.path.exists(path):
         with open(path) as f:
             m = json.load(f)
-        if m.get("config") != json.loads(json.dumps(C.to_dict(cfg))):
-            diff = sorted(k for k, v in C.to_dict(cfg).items() if m.get("config", {}).get(k) != v)
+        want = json.loads(json.dumps(C.to_dict(cfg)))
+        have = {**json.loads(json.dumps(C.to_dict(C.Config()))), **m.get("config", {})}   # older runs lack new fields
+        if have != want:
+            diff = sorted(k for k in set(want) | set(have) if have.get(k) != want.get(k))
             raise UserError(f"{out_dir} holds a finished run with another config (differs in {', '.join(diff)}); "
                             "delete it or choose another folder")
         return m
@@ -147,8 +169,9 @@ def run_dir(cfg, spec=None):
     """A folder under results/runs/ named by the run's configuration, so notebooks share identical runs."""
     import hashlib
     from kpsemi.paths import results_dir
+    cfg = C.canonical(cfg)
     own = spec is not None and any(v is not None for k, v in vars(spec).items() if k != "video_frames")
-    key = {"cfg": C.to_dict(cfg), "spec": vars(spec) if own else None}
+    key = {"cfg": C.key_fields(cfg), "spec": vars(spec) if own else None}
     if cfg.dataset == "synthetic" and not own:     # a new version of the embedded set is a new run
         from kpsemi.synth import SynthConfig
         key["synth_version"] = SynthConfig.version

@@ -12,7 +12,6 @@ Not defined at 100 % labels (nothing is unlabeled). The quality of the pseudo-la
 ground truth of the unlabeled training images) is reported, so one can see why PL helps or hurts.
 """
 import os
-from dataclasses import replace
 
 import torch
 
@@ -65,7 +64,7 @@ def run(cfg, out_dir, spec=None, progress=True):
     from kpsemi.train import load_model
     if cfg.labeled >= 1.0:
         raise UserError("PL is not defined at 100 % labels: there is no unlabeled data to pseudo-label")
-    teacher_cfg = replace(cfg, method="standard", losses=("sup",))
+    teacher_cfg = C.supervised_twin(cfg)
     _, tdir = experiment.cached(teacher_cfg, spec, progress)
     train, val, test, labeled, unlabeled = experiment.load_data(cfg, spec, progress)
     dev = "cuda" if torch.cuda.is_available() else "cpu"
@@ -81,8 +80,9 @@ def run(cfg, out_dir, spec=None, progress=True):
     student.keypoints[unlabeled] = torch.where(kept[:, None, None], kp, torch.zeros_like(kp))
     student.labeled[unlabeled] = kept
     new_lab = torch.cat([labeled, unlabeled[kept]])
+    init = experiment.warm_start(cfg, spec, progress)       # with init="supervised": the student starts as the teacher
     m = experiment.train_and_test(teacher_cfg, out_dir, student, val, test, new_lab, torch.zeros(0, dtype=torch.long),
-                                  progress=progress)
+                                  progress=progress, init=init)
     m.update(method="pl", config=C.to_dict(cfg), teacher=tdir, n_pseudo_images=int(kept.sum()),
              pseudo_keypoints_kept=int(conf[kept].sum()), pseudo_label_pck=quality, n_labeled=len(labeled))
     write_json_atomic(m, os.path.join(out_dir, "metrics.json"), indent=1)

@@ -97,13 +97,13 @@ def forward_views(model, batch, cfg, meta, names, g):
             out["z" + sfx] = z.float()
     if "z" in out:
         out["logits"] = model.kcn(out["z"])
-    out["image_size"], out["stride"] = S, cfg.stride
+    out["image_size"], out["stride"], out["te_detach"] = S, cfg.stride, cfg.te_detach
     return baselines.extra_outputs(model, out, x[:B], x[B:] if two else None, batch["attributes"], flipped, meta,
                                    cfg.stride, cfg.sigma)
 
 
 class Trainer:
-    def __init__(self, cfg, train, val, labeled, unlabeled, out_dir, device=None, progress=True):
+    def __init__(self, cfg, train, val, labeled, unlabeled, out_dir, device=None, progress=True, init_weights=None):
         self.cfg, self.train, self.val, self.out = cfg, train, val, out_dir
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.progress = progress
@@ -119,6 +119,11 @@ class Trainer:
         if self.device.startswith("cuda"):
             torch.backends.cudnn.benchmark = True
         self.model = build_model(cfg, train.meta.num_keypoints, len(train.meta.attributes), cfg.pretrained)
+        if init_weights is not None:                 # a warm start: the KLN (+ KCN) of a supervised run
+            missing, unexpected = self.model.load_state_dict(init_weights, strict=False)
+            if unexpected or any(not k.startswith("extras.") for k in missing):
+                raise UserError(f"warm start: the checkpoint does not fit this model (missing {missing[:3]}, "
+                                f"unexpected {unexpected[:3]})")
         self.model.to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.g_data = torch.Generator().manual_seed(seed)
