@@ -32,6 +32,8 @@ def load_run(run_dir, device="cpu"):
     if not os.path.isdir(run_dir):
         raise UserError(f"{run_dir}: no such run folder")
     path = os.path.join(run_dir, "best.pt")
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: this machine has no CUDA device")
     if not os.path.isfile(path):
         raise UserError(f"{run_dir}: no best.pt in this folder (not a trained run; `python -m kpsemi train ... "
                         f"--out {run_dir}` writes one)")

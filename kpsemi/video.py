@@ -27,8 +27,9 @@ def _av():
 
 
 def one_line(e):
-    """The first line of an exception's message (FFmpeg and pickle errors can span several)."""
-    text = str(e).strip()
+    """The first line of an exception's message (pickle errors can span several); FFmpeg's own words for its
+    errors, without the error number and path it repeats."""
+    text = (getattr(e, "strerror", None) or str(e)).strip()
     return text.splitlines()[0] if text else type(e).__name__
 
 
@@ -53,6 +54,8 @@ def frames(path, max_frames=None, only=None):
     """(index, (H, W, 3) uint8 RGB) for each frame in order (the first `max_frames`; only indices in the set
     `only`). RGB conversion as in dlc.video_frames, so frames match the ones a run was trained on."""
     av = _av()
+    if only is not None and not only:
+        return
     last = max(only) if only else None
     i = -1
     try:
@@ -80,7 +83,7 @@ def draw(img, xy, score=None, skeleton=(), pcutoff=0.5, radius=None):
     im = Image.fromarray(np.ascontiguousarray(img))
     d = ImageDraw.Draw(im)
     h, w = img.shape[:2]
-    r = radius or max(2, round(max(h, w) / 120))
+    r = radius or max(2, round(max(h, w) / 90))
     xy = np.asarray(xy, dtype=float) - 0.5                      # continuous coordinates -> PIL pixel indices
     ok = np.ones(len(xy), bool) if score is None else np.asarray(score) >= pcutoff
     col = colours(len(xy))
@@ -109,7 +112,7 @@ class Writer:
             self.s = self.c.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
             self.s.width, self.s.height = w + w % 2, h + h % 2
             self.s.pix_fmt = "yuv420p"
-            self.s.options = {"crf": str(self.crf)}
+            self.s.options = {"crf": str(self.crf), "preset": "veryfast"}
         if (w % 2) or (h % 2):
             img = np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)))
         frame = self.av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from kpsemi import assess, cli, config, experiment, flag, heatmaps, predict, video, warp
+from kpsemi import assess, cli, config, experiment, flag, heatmaps, predict, splits, video, warp
 from kpsemi.records import DataError, Meta, UserError
 from tests.conftest import shared
 
@@ -209,7 +209,9 @@ def dlc_run(tmp_path_factory, smoke_dir):
             w.write(np.asarray(Image.open(os.path.join(smoke_dir, im["file_name"])).convert("RGB")))
     cfg = config.get("smoke", losses=("sup",), labeled=1.0, max_steps=12, eval_every=6, patience=5)
     run = str(root / "run")
-    m = experiment.run(cfg, run, experiment.DataSpec(dlc_project=str(proj), video_frames=5), progress=False)
+    with pytest.MonkeyPatch.context() as mp:                          # its split file stays out of data/splits
+        mp.setattr(splits, "splits_dir", lambda: str(root / "splits"))
+        m = experiment.run(cfg, run, experiment.DataSpec(dlc_project=str(proj), video_frames=5), progress=False)
     return str(proj), run, m
 
 
@@ -262,6 +264,7 @@ def error_line(capsys, argv):
     return err
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")      # the garbage best.pt below
 def test_bad_inputs_are_one_line_each(dlc_run, tmp_path, capsys):
     proj, run, _ = dlc_run
     (tmp_path / "bad.mp4").write_text("not a video")
