@@ -11,7 +11,6 @@ sub-pixel refinement), then the inverse of the crop transform back to the frame'
 keypoint is its heatmap peak (a perfect Gaussian peak is 1), clipped to [0, 1].
 """
 import csv
-import json
 import os
 import time
 from dataclasses import dataclass
