@@ -28,7 +28,7 @@ class Config:
     backbone: str = "hrnet_w32"      # hrnet_w32 | hrnet_w18_small | hrnet_tiny (see models.py)
     pretrained: bool = True          # ImageNet weights when they can be had (falls back with a warning)
     embed_dim: int = 64              # C of the semantic keypoint representation
-    head_channels: int = 64          # width of the heatmap neck (at least K is used; see models.py)
+    head_channels: int = 64          # width of the heatmap neck (at least K is used; 0: HRNet's head; models.py)
     # method
     method: str = "standard"         # standard (the losses below) | pl (pseudo-labels, two stages; pseudo.py)
     pl_threshold: float = 0.5        # PL: keep a pseudo keypoint when its ensembled heatmap peak reaches this
