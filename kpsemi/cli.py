@@ -10,6 +10,8 @@
     python -m kpsemi data preview [--dataset synthetic] [--out DIR]
     python -m kpsemi data splits [--dataset synthetic]
     python -m kpsemi data download {lsp,mpii,cub,atrw} [--allow-unverified]
+    python -m kpsemi predict --run RUN (--video FILE | --images DIR | --coco JSON) --out DIR [--flag 12]
+    python -m kpsemi evaluate --run RUN (--coco JSON | --dlc PROJECT [--split test]) [--out DIR]
 
 Bad inputs end with one clear `error:` line (exit status 2), not a traceback. Each command imports the modules it
 needs when it runs (the one place in kpsemi with function-level imports), so `--help`, `data synth` and bad options
@@ -167,6 +169,56 @@ def _reproduce(args):
     print(f"\n(table{args.table}.md/.csv and the executed notebooks are in {args.out}/table{args.table}/)")
 
 
+def _add_predict(sub):
+    p = sub.add_parser("predict", help="keypoints of a trained run on a video, images or COCO boxes -> CSV, JSON, MP4")
+    p.add_argument("--run", required=True, help="a run folder (holds best.pt)")
+    p.add_argument("--video", help="a video file (every frame is predicted)")
+    p.add_argument("--images", help="a folder of images (whole images)")
+    p.add_argument("--coco", help="a COCO file: its boxes (whole images where it has none)")
+    p.add_argument("--image-root", help="folder the COCO file_names are relative to (default: beside the JSON)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--max-frames", type=int, help="predict only the first N frames / images")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--flag", type=int, default=12, help="how many frames to flag for labeling (0: none)")
+    p.add_argument("--flag-by", default="disagreement", help="disagreement (of flipped/scaled views) | peak")
+    p.add_argument("--pcutoff", type=float, default=0.5, help="likelihood below which the video draws hollow points")
+    p.add_argument("--no-video", action="store_true", help="do not write labeled.mp4")
+    p.add_argument("--device", default=None)
+    e = sub.add_parser("evaluate", help="PCK and errors per keypoint of a trained run on a labeled set")
+    e.add_argument("--run", required=True, help="a run folder (holds best.pt)")
+    e.add_argument("--coco", help="a COCO keypoints file")
+    e.add_argument("--image-root", help="folder the COCO file_names are relative to (default: beside the JSON)")
+    e.add_argument("--dlc", help="a DeepLabCut project folder (CollectedData*.csv)")
+    e.add_argument("--split", default="all", help="all | train | val | test: the run's seeded split of a --dlc project")
+    e.add_argument("--out", default=None, help="default: RUN/evaluate/<set name>")
+    e.add_argument("--device", default=None)
+
+
+def _predict(args):
+    from kpsemi import predict
+    if args.max_frames is not None and args.max_frames < 1:
+        raise UserError(f"--max-frames must be at least 1, got {args.max_frames}")
+    s = predict.predict(args.run, args.out, video=args.video, images=args.images, coco_json=args.coco,
+                        image_root=args.image_root, device=args.device, batch_size=args.batch_size,
+                        max_frames=args.max_frames, flag=max(0, args.flag), flag_by=args.flag_by,
+                        write_video=not args.no_video, pcutoff=args.pcutoff)
+    print(f"predicted {s['frames']} frames of {s['input']} in {s['seconds']:.1f} s ({s['frames_per_second']:.1f} "
+          f"frames/s on {s['device']}) -> {args.out}/: {', '.join(s['files'])}")
+    if s.get("flagged"):
+        print("frames to label next: " + ", ".join(str(r["name"]) for r in s["flagged"]))
+
+
+def _evaluate(args):
+    from kpsemi.predict import assess
+    r = assess.evaluate_run(args.run, coco_json=args.coco, dlc_project=args.dlc, split=args.split,
+                            image_root=args.image_root, out=args.out, device=args.device)
+    print(r["table"])
+    print(f"\n{r['metric']} {r['pck']:.2f} on {r['name']} ({r['instances']} instances), mean error "
+          f"{r['pixel_error']:.2f} px = {r['error_percent']:.2f} % of the box"
+          + (f"; the run's own test split: {r['run_test_pck']:.2f}" if r["run_test_pck"] is not None else "")
+          + f"\n-> {r['out']}/evaluation.md, .csv, .json, .png")
+
+
 def preview(cfg, out):
     """Write preview.png and summary.md/csv for the dataset of `cfg`; returns the Markdown table."""
     import matplotlib
@@ -203,6 +255,7 @@ def main(argv=None):
     _add_data(sub)
     _add_train(sub)
     _add_reproduce(sub)
+    _add_predict(sub)
     args = ap.parse_args(argv)
     t0 = time.time()
     try:
@@ -212,6 +265,10 @@ def main(argv=None):
             _train(args)
         elif args.cmd == "reproduce":
             _reproduce(args)
+        elif args.cmd == "predict":
+            _predict(args)
+        elif args.cmd == "evaluate":
+            _evaluate(args)
         elif args.cmd == "quickstart":
             from kpsemi import config
             from kpsemi.repro import quickstart

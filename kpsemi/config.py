@@ -32,14 +32,17 @@ class Config:
     backbone: str = "hrnet_w32"      # hrnet_w32 | hrnet_w18_small | hrnet_tiny (see models.py)
     pretrained: bool = True          # ImageNet weights when they can be had (falls back with a warning)
     embed_dim: int = 64              # C of the semantic keypoint representation
-    head_channels: int = 64          # width of the heatmap neck (at least K is used; see models.py)
+    head_channels: int = 64          # width of the heatmap neck (at least K is used; 0: HRNet's head; models.py)
     # method
     method: str = "standard"         # a key of runs.METHODS: standard (the losses below) | pl (pseudo-labels)
     pl_threshold: float = 0.5        # PL: keep a pseudo keypoint when its ensembled heatmap peak reaches this
     losses: tuple = ("sup", "sc", "te", "ti")
     weights: dict = field(default_factory=lambda: {"sup": 1e3, "sc": 0.5, "te": 1e2, "ti": 1e2, "elt": 1e2,
                                                    "gen": 1.0, "attr": 1.0, "elt_lm": 1e2})
+    init: str = "scratch"            # scratch | supervised: a semi-supervised run starts from the best weights of
+                                     # the supervised run with the same labels (a supervised warm-up; runs.warm_start)
     gt_in_unsup: bool = True         # labeled samples use ground-truth heatmaps in the unsupervised losses
+    te_detach: bool = False          # TE's target side g(f(x)) passes no gradient (x teaches g(x))
     repr_grad_to_heatmaps: bool = True  # SC/TI gradients reach the heatmaps through z_i = GMP(F * h_i)
     labeled: float = 0.05            # labeled fraction of the training set
     split_seed: int = 0
@@ -72,7 +75,8 @@ PRESETS = {
     "smoke": dict(synth_size="smoke", input_size=64, sigma=1.0, backbone="hrnet_tiny", pretrained=False,
                   batch_size=16, lr=1e-3, weights=CPU_WEIGHTS, max_steps=40, eval_every=20, patience=2),
     "demo": dict(synth_size="default", input_size=64, sigma=1.0, backbone="hrnet_tiny", pretrained=False,
-                 batch_size=32, lr=1e-3, weights=CPU_WEIGHTS, max_steps=1500, eval_every=250, patience=3),
+                 batch_size=32, lr=1e-3, weights=CPU_WEIGHTS, max_steps=4000, eval_every=250, patience=2,
+                 lr_drops=1, init="supervised"),
     "paper": dict(synth_size="default", input_size=256, backbone="hrnet_w32", pretrained=True, batch_size=32,
                   max_steps=100_000, eval_every=1000, patience=10),
 }
@@ -113,6 +117,35 @@ def run_seed(cfg):
     so that the runs of split seeds 0, 1, 2 differ in their initialisation too (also at 100 % labels, where every
     split seed labels the same images)."""
     return cfg.split_seed if cfg.seed is None else cfg.seed
+
+
+# fields that only a semi-supervised run (or the method on top of a supervised one) reads
+_SEMI_ONLY = ("method", "pl_threshold", "weights", "init", "gt_in_unsup", "te_detach", "repr_grad_to_heatmaps",
+              "unlabeled_fraction", "unlabeled_ratio", "g_corner", "g_rotation")
+
+
+def canonical(cfg):
+    """`cfg` with the fields its run does not read set to fixed values: for a supervised run (losses ("sup",),
+    method standard) every semi-only field, and of the weights only "sup". Runs are cached under their canonical
+    config, so the supervised row of every table, PL's teacher and the start of a warm-started run are one run,
+    whatever the semi-supervised settings around them."""
+    if tuple(cfg.losses) != ("sup",) or cfg.method != "standard":
+        return cfg
+    base = Config()
+    return replace(cfg, **{k: getattr(base, k) for k in _SEMI_ONLY if k != "weights"},
+                   weights={"sup": cfg.weights["sup"]})
+
+
+def supervised_twin(cfg):
+    """The supervised run with the same data, labels, network and schedule as `cfg` (canonical)."""
+    return canonical(replace(cfg, losses=("sup",), method="standard"))
+
+
+def key_fields(cfg):
+    """The fields of `cfg` that differ from the Config defaults: what names a run (a field added to Config later,
+    with a default that keeps today's behaviour, leaves every existing run's name and cache as they are)."""
+    base = to_dict(Config())
+    return {k: v for k, v in to_dict(cfg).items() if v != base[k]}
 
 
 def to_dict(cfg):

@@ -20,7 +20,7 @@ reproduction grid call.
 """
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 
@@ -103,7 +103,9 @@ def load_data(cfg, spec=None, progress=True):
 
 def run(cfg, out_dir, spec=None, resume=False, device=None, progress=True, stop_at=None):
     """Train (or resume, with `resume`) one run of `cfg.method` and write out_dir/metrics.json; returns the metrics
-    dict (that of a finished run of this config already in out_dir, reused)."""
+    dict (that of a finished run of this config already in out_dir, reused). Supervised runs are kept under their
+    canonical config (config.canonical), so every table row and warm start shares them."""
+    cfg = C.canonical(cfg)
     done = finished_run(out_dir, cfg, resume)
     if done:
         return done
@@ -113,18 +115,36 @@ def run(cfg, out_dir, spec=None, resume=False, device=None, progress=True, stop_
 
 
 def standard(cfg, out_dir, spec, resume, device, progress, stop_at):
-    """The method and the one-stage baselines: train with the losses of `cfg.losses`."""
+    """The method and the one-stage baselines: train with the losses of `cfg.losses` (warm-started from the
+    supervised twin when cfg.init says so)."""
+    init = warm_start(cfg, spec, progress)
     train, val, test, labeled, unlabeled = load_data(cfg, spec, progress)
-    return train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume, device, progress, stop_at)
+    return train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume, device, progress, stop_at,
+                          init)
+
+
+def warm_start(cfg, spec=None, progress=True):
+    """None, or (run folder, steps, weights) of the supervised twin (config.supervised_twin) that a run with
+    `init="supervised"` starts from. Only semi-supervised runs warm-start (unsupervised losses on unlabeled
+    images); the twin is trained first if no notebook or table has trained it yet."""
+    semi = (len(cfg.losses) > 1 or cfg.method != "standard") and cfg.labeled < 1.0
+    if cfg.init == "scratch" or not semi:
+        return None
+    if cfg.init != "supervised":
+        raise UserError(f"init must be 'scratch' or 'supervised', got {cfg.init!r}")
+    m, d = cached(C.supervised_twin(cfg), spec, progress)
+    state = torch.load(os.path.join(d, "best.pt"), map_location="cpu", weights_only=True)
+    return d, m["steps"], state["model"]
 
 
 def pseudo_labels(cfg, out_dir, spec, resume, device, progress, stop_at):
     """PL (kpsemi/baselines/pseudo.py): the supervised run of the same split as the teacher (from the run cache),
-    confident multi-transform pseudo-labels for the unlabeled images, a student trained from scratch on labeled +
-    pseudo-labeled images with the supervised loss; the metrics add the pseudo-labels' numbers."""
+    confident multi-transform pseudo-labels for the unlabeled images, a student trained on labeled + pseudo-labeled
+    images with the supervised loss (from scratch, or from the teacher with init="supervised"); the metrics add the
+    pseudo-labels' numbers."""
     if cfg.labeled >= 1.0:
         raise UserError("PL is not defined at 100 % labels: there is no unlabeled data to pseudo-label")
-    teacher_cfg = replace(cfg, method="standard", losses=("sup",))
+    teacher_cfg = C.supervised_twin(cfg)
     _, tdir = cached(teacher_cfg, spec, progress)
     train, val, test, labeled, unlabeled = load_data(cfg, spec, progress)
     dev = default_device(device)
@@ -132,8 +152,9 @@ def pseudo_labels(cfg, out_dir, spec, resume, device, progress, stop_at):
     kp, kept = pseudo.pseudo_labels(teacher, train, unlabeled, train.meta, cfg.pl_threshold, stride=cfg.stride,
                                     device=dev, amp=cfg.amp)
     student, new_lab = pseudo.student(train, labeled, unlabeled, kp, kept)
+    init = warm_start(cfg, spec, progress)             # with init="supervised": the student starts as the teacher
     m = train_and_test(teacher_cfg, out_dir, student, val, test, new_lab, torch.zeros(0, dtype=torch.long), resume,
-                       device, progress, stop_at)
+                       device, progress, stop_at, init)
     if m is None:
         return None                                  # interrupted on purpose (tests)
     m.update(method="pl", config=C.to_dict(cfg), teacher=tdir, n_pseudo_images=int(kept.sum()),
@@ -147,10 +168,12 @@ METHODS = {"standard": standard, "pl": pseudo_labels}      # cfg.method -> how a
 
 
 def train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume=False, device=None, progress=True,
-                   stop_at=None):
-    """The Trainer on given data, then test PCK at the best validation checkpoint -> metrics.json."""
+                   stop_at=None, init=None):
+    """The Trainer on given data (started from init = warm_start(...) if given), then test PCK at the best
+    validation checkpoint -> metrics.json."""
     t0 = time.time()
-    tr = Trainer(cfg, train, val, labeled, unlabeled, out_dir, device=device, progress=progress)
+    tr = Trainer(cfg, train, val, labeled, unlabeled, out_dir, device=device, progress=progress,
+                 init_weights=init[2] if init else None)
     if resume and tr.resume() and progress:
         print(f"resumed {out_dir} at step {tr.step}")
     tr.fit(stop_at=stop_at)
@@ -169,6 +192,7 @@ def train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume=Fa
          "wall_seconds": round(time.time() - t0, 1), "dataset": train.meta.name, "losses": list(cfg.losses),
          "method": cfg.method, "labeled": cfg.labeled, "split_seed": cfg.split_seed, "n_labeled": len(labeled),
          "n_unlabeled": len(unlabeled) if tr.semi else 0, "device": tr.device,
+         "init_from": init[0] if init else None, "init_steps": init[1] if init else 0,
          "machine": machine(),
          "config": C.to_dict(cfg)}
     write_json_atomic(m, os.path.join(out_dir, "metrics.json"), indent=1)
@@ -177,8 +201,9 @@ def train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume=Fa
 
 def run_dir(cfg, spec=None):
     """A folder under results/runs/ named by the run's configuration, so notebooks share identical runs."""
+    cfg = C.canonical(cfg)
     own = spec is not None and any(v is not None for k, v in vars(spec).items() if k != "video_frames")
-    key = {"cfg": C.to_dict(cfg), "spec": vars(spec) if own else None}
+    key = {"cfg": C.key_fields(cfg), "spec": vars(spec) if own else None}
     if cfg.dataset == "synthetic" and not own:     # a new version of the embedded set is a new run
         key["synth_version"] = SynthConfig.version
     name = f"{cfg.dataset}-{'+'.join(cfg.losses)}-{cfg.labeled:g}-s{cfg.split_seed}-{cfg.preset}-{C.digest(key)}"

@@ -4,7 +4,7 @@
     layer 1  data        kpsemi/data/
     layer 2  method      kpsemi/method/
     layer 3  plug-ins    kpsemi/baselines/, multi/, weak/, embeddings/, course/ (none imports another)
-    layer 4  runs        kpsemi/runs.py
+    layer 4  runs        kpsemi/runs.py, kpsemi/predict/ (a trained run applied to new data)
     layer 5  repro       kpsemi/repro/
     layer 6  cli         kpsemi/cli.py, kpsemi/__main__.py
 
@@ -18,7 +18,7 @@ import pathlib
 
 PKG = pathlib.Path(__file__).resolve().parents[1] / "kpsemi"
 LAYERS = {"base": 0, "data": 1, "method": 2, "baselines": 3, "multi": 3, "weak": 3, "embeddings": 3, "course": 3,
-          "runs": 4, "repro": 5, "cli": 6}
+          "runs": 4, "predict": 4, "repro": 5, "cli": 6}
 BASE = {"kpsemi", "config", "paths", "errors", "draw", "nbtools"}
 
 

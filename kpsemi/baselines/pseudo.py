@@ -21,26 +21,36 @@ from kpsemi.method.device import autocast
 SCALES = (0.8, 1.0, 1.2)
 
 
+def view_heatmaps(model, x, meta, scales=SCALES, device="cpu", amp=True, identity=True):
+    """Heatmaps of images x (B, 3, S, S) seen at each scale x {no flip, flip}, each mapped back to the frame of x
+    (inverse warp, left/right channels swapped for flips): yields ((scale, flipped), (B, K, h, w)).
+    identity=False leaves out the unwarped view (scale 1, no flip)."""
+    perm = meta.flip_permutation()
+    B = x.shape[0]
+    for s in scales:
+        for flip in ((False, True) if meta.flip_pairs else (False,)):
+            if not identity and s == 1.0 and not flip:
+                continue
+            A = torch.diag(torch.tensor([-s if flip else s, s, 1.0], device=device)).expand(B, 3, 3)
+            with autocast(device, amp):
+                h = model(geometry.warp(x, A))["heatmaps"].float()
+            if flip:
+                h = h[:, perm]
+            yield (s, flip), geometry.warp(h, torch.linalg.inv(A))
+
+
 @torch.no_grad()
 def ensemble_heatmaps(model, data, idx, meta, stride=4, batch=64, device="cpu", amp=True):
     """Averaged heatmaps (n, K, h, w) of data[idx] over SCALES x {no flip, flip}, in the original frame."""
     model.eval()
-    perm = meta.flip_permutation()
     out = []
     for i in range(0, len(idx), batch):
         x = data.batch(idx[i:i + batch], device)["image"]
-        B = x.shape[0]
         acc = 0.0
         n = 0
-        for s in SCALES:
-            for flip in ((False, True) if meta.flip_pairs else (False,)):
-                A = torch.diag(torch.tensor([-s if flip else s, s, 1.0], device=device)).expand(B, 3, 3)
-                with autocast(device, amp):
-                    h = model(geometry.warp(x, A))["heatmaps"].float()
-                if flip:
-                    h = h[:, perm]
-                acc = acc + geometry.warp(h, torch.linalg.inv(A))
-                n += 1
+        for _, h in view_heatmaps(model, x, meta, SCALES, device, amp):
+            acc = acc + h
+            n += 1
         out.append((acc / n).cpu())
     return torch.cat(out)
 

@@ -67,8 +67,13 @@ def semantic_consistency(out):
 
 
 def transformation_equivariance(out):
-    """L_te (Eq. 2): || f(g(x)) - g(f(x)) ||^2, the same g applied to the image and to its heatmaps."""
-    moved = geometry.warp(out["unsup"].float(), out["H"])
+    """L_te (Eq. 2): || f(g(x)) - g(f(x)) ||^2, the same g applied to the image and to its heatmaps. With
+    out["te_detach"] the target side g(f(x)) passes no gradient: the view x teaches the warped view g(x), and
+    the loss cannot be lowered by flattening the heatmaps of x (the paper's equation leaves this open)."""
+    target = out["unsup"].float()
+    if out.get("te_detach"):
+        target = target.detach()
+    moved = geometry.warp(target, out["H"])
     return ((out["heatmaps_g"].float() - moved) ** 2).mean()
 
 

@@ -3,7 +3,8 @@
 KLN is timm's HRNet used as a pose network. We tap the output of every multi-scale subnetwork at the highest
 resolution (stride 4: stage 1, and branch 0 of stages 2, 3, 4: 256 + 3 x 32 = 352 channels for W32, as in the
 paper), upsample if needed and concatenate. Two heads read that concatenation:
-  - heatmaps: a 3x3 conv neck to max(head_channels, K) channels (BN, ReLU), then a 1x1 conv to K heatmaps. The
+  - heatmaps: a 3x3 conv neck to max(head_channels, K) channels (BN, ReLU), then a 1x1 conv to K heatmaps
+    (head_channels=0 gives HRNet's own pose head instead, a 1x1 conv on branch 0, for comparison). The
     layer that produces K heatmaps must see at least K channels: every pixel's K heatmap values are a linear map of
     its input channels, so with fewer channels than keypoints (HRNet's pose head reads the 32-channel branch 0;
     the CPU backbones' branch 0 has 8) some keypoints can only be mixtures of others, and left/right twins merge
@@ -72,9 +73,12 @@ class KLN(nn.Module):
         with torch.no_grad():
             taps = self._taps(torch.zeros(1, 3, 64, 64))
         ch = [t.shape[1] for t in taps]
-        width = max(head_channels, num_keypoints)
-        self.neck = nn.Sequential(nn.Conv2d(sum(ch), width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
-                                  nn.ReLU(inplace=True))       # 352 -> max(64, K) for W32
+        if head_channels:
+            width = max(head_channels, num_keypoints)
+            self.neck = nn.Sequential(nn.Conv2d(sum(ch), width, 3, padding=1, bias=False), nn.BatchNorm2d(width),
+                                      nn.ReLU(inplace=True))   # 352 -> max(64, K) for W32
+        else:                                                  # head_channels=0: HRNet's pose head, for comparison
+            width, self.neck = ch[-1], None                    # (a 1x1 conv on the last stage's branch 0)
         self.head = nn.Conv2d(width, num_keypoints, 1)         # the K heatmaps
         self.embed = nn.Conv2d(sum(ch), embed_dim, 1)          # 352 -> 64 for W32
         nn.init.normal_(self.head.weight, std=0.001)           # as HRNet's pose head: start from flat heatmaps
@@ -103,7 +107,8 @@ class KLN(nn.Module):
         size = taps[-1].shape[-2:]
         feats = torch.cat([t if t.shape[-2:] == size else F.interpolate(t, size=size, mode="bilinear",
                                                                         align_corners=False) for t in taps], 1)
-        return {"heatmaps": self.head(self.neck(feats)), "features": self.embed(feats)}   # (B, K, h, w), (B, C, h, w)
+        hm = self.head(self.neck(feats) if self.neck is not None else taps[-1])               # (B, K, h, w)
+        return {"heatmaps": hm, "features": self.embed(feats)}                                # F: (B, C, h, w)
 
 
 class _MaskedGMP(torch.autograd.Function):

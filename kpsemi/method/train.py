@@ -68,7 +68,8 @@ def finished_run(out_dir, cfg, resume=False):
     if os.path.exists(path):
         with open(path) as f:
             m = json.load(f)
-        C.check_same(m.get("config", {}), C.to_dict(cfg), out_dir)
+        saved = {**C.to_dict(type(cfg)()), **m.get("config", {})}   # a field added later reads as its default
+        C.check_same(saved, C.to_dict(cfg), out_dir)
         return m
     if not resume and os.path.exists(os.path.join(out_dir, "last.pt")):
         raise UserError(f"{out_dir} already holds a run (last.pt); resume it (--resume) or choose another --out")
@@ -268,22 +269,28 @@ def forward_views(model, batch, cfg, meta, names, g):
             out["z" + sfx] = z.float()
     if "z" in out:
         out["logits"] = model.kcn(out["z"])
-    out["image_size"], out["stride"] = S, cfg.stride
+    out["image_size"], out["stride"], out["te_detach"] = S, cfg.stride, cfg.te_detach
     return losses.extra_outputs(model, out, x[:B], x[B:] if two else None, batch["attributes"], flipped, meta,
                                 cfg.stride, cfg.sigma)
 
 
 class Trainer(TrainLoop):
-    """The method's trainer (single animal, crops): `Trainer(cfg, train, val, labeled, unlabeled, out_dir).fit()`."""
+    """The method's trainer (single animal, crops): `Trainer(cfg, train, val, labeled, unlabeled, out_dir).fit()`.
+    `init_weights` (a state dict): a warm start from a supervised run (runs.warm_start)."""
     RECORD = {"val_pck": "pck"}
     monitor = "val_pck"
 
-    def __init__(self, cfg, train, val, labeled, unlabeled, out_dir, device=None, progress=True):
+    def __init__(self, cfg, train, val, labeled, unlabeled, out_dir, device=None, progress=True, init_weights=None):
         self.names = losses.check(cfg.losses)
         self.semi = len(self.names) > 1 and len(unlabeled) > 0
         super().__init__(cfg, out_dir, device, progress, cfg.patience, cfg.lr_drops, cfg.lr_drop_factor)
         self.train, self.val, self.desc = train, val, f"train {'+'.join(self.names)}"
         self.model = models.build_model(cfg, train.meta.num_keypoints, len(train.meta.attributes), cfg.pretrained)
+        if init_weights is not None:                 # a warm start: the KLN (+ KCN) of a supervised run
+            missing, unexpected = self.model.load_state_dict(init_weights, strict=False)
+            if unexpected or any(not k.startswith("extras.") for k in missing):
+                raise UserError(f"warm start: the checkpoint does not fit this model (missing {missing[:3]}, "
+                                f"unexpected {unexpected[:3]})")
         self.model.to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         g_data = self.generator("data", 0)

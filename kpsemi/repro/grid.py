@@ -115,6 +115,7 @@ def run_cell(cell, folder):
     os.makedirs(folder, exist_ok=True)
     params = {k: v for k, v in asdict(cell).items() if k not in ("table", "row")}
     params["out_dir"] = os.path.abspath(folder)
+    params["own_data_loop"] = False                 # a grid cell is one run, not the own-data section
     with open(os.path.join(folder, "cell.json"), "w") as f:
         json.dump(asdict(cell), f, indent=1)
     pm.execute_notebook(NOTEBOOK, os.path.join(folder, "12_single_run.ipynb"), parameters=params,

@@ -17,7 +17,8 @@ from kpsemi.errors import UserError
 # ---- extraction ---------------------------------------------------------------------------------------------------
 class Stub(torch.nn.Module):
     """Features (B, 16, 4, 4): channel c is image mean * (one-hot of heatmap pixel c), so z_i = mean * h_i flattened
-    (GMP of F * h_i picks h_i at pixel c in channel c); predicted heatmaps are 0.5 everywhere."""
+    (GMP of F * h_i picks h_i at pixel c in channel c); predicted heatmaps are 0.5 everywhere (1 once the pooling
+    masks divide them by their peak)."""
 
     def __init__(self, k=2):
         super().__init__()
@@ -48,7 +49,7 @@ def test_extract_keeps_visible_keypoints_and_pools_the_heatmaps():
     assert e.kind.tolist() == [0, 0, 1, 1] and e.image.tolist() == [0, 1, 1, 2] and e.cls.tolist() == [0, 1, 1, -1]
     assert np.allclose(e.xy, [[6, 10]] * 4) and e.flip_pairs == [(0, 1)] and e.source == "predicted"
     means = np.array([0.2, 0.4, 0.4, 0.6])                                   # 51 / 255 * (1, 2, 2, 3)
-    assert e.z.shape == (4, 16) and np.allclose(e.z, 0.5 * means[:, None], atol=1e-6)
+    assert e.z.shape == (4, 16) and np.allclose(e.z, means[:, None], atol=1e-6)
     g = E.extract(Stub(), d, source="ground truth", stride=4, sigma=1.0, batch_size=1, progress=False)
     gauss = np.exp(-((np.arange(4)[:, None] - 2) ** 2 + (np.arange(4) - 1) ** 2) / 2).ravel()   # peak at row 2, col 1
     assert np.allclose(g.z, means[:, None] * gauss, atol=1e-6) and (g.z.argmax(1) == 9).all()

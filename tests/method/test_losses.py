@@ -64,6 +64,21 @@ def test_te_zero_for_an_exactly_equivariant_map_and_positive_otherwise():
     assert losses.transformation_equivariance(lazy).item() > 1e-4
 
 
+def test_te_detached_target_passes_no_gradient_to_the_first_view():
+    h = torch.zeros(1, 1, 2, 2, requires_grad=True)
+    h2 = torch.zeros(1, 1, 2, 2)
+    h2[0, 0, 1, 1] = 2.0
+    h2.requires_grad_(True)
+    for detach, grad_h in ((False, -1.0), (True, 0.0)):
+        out = _out(unsup=h, heatmaps_g=h2, H=torch.eye(3)[None], te_detach=detach)
+        loss = losses.transformation_equivariance(out)
+        assert math.isclose(loss.item(), 4 / 4)                         # the value does not change
+        gh, gh2 = torch.autograd.grad(loss, (h, h2), allow_unused=True)
+        # d/dh2[1,1] of (h2 - h)^2 / 4 = 2 * 2 / 4 = 1; d/dh[1,1] = -1, or none when the target is detached
+        assert gh2[0, 0, 1, 1].item() == 1.0
+        assert (gh is None) if detach else gh[0, 0, 1, 1].item() == grad_h
+
+
 def test_te_identity_transform_by_hand():
     h = torch.zeros(1, 1, 2, 2)
     h2 = torch.zeros(1, 1, 2, 2)

@@ -29,3 +29,9 @@ def test_hrnet_pose_head_width_would_cap_the_rank():
     x = torch.rand(2, 8, 16, 16, dtype=torch.float64)
     per_pixel = conv(x).detach().permute(0, 2, 3, 1).reshape(-1, 16)
     assert torch.linalg.matrix_rank(per_pixel - per_pixel.mean(0)).item() == 8
+
+
+def test_hrnet_head_option_reads_branch_0():
+    m = models.KeypointModel(16, "hrnet_tiny", head_channels=0)
+    assert m.kln.neck is None and m.kln.head.in_channels == m.kln.tap_channels[-1] == 8
+    assert m(torch.rand(1, 3, 64, 64))["heatmaps"].shape == (1, 16, 16, 16)
