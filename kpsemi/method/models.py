@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from timm.models.hrnet import HighResolutionNet
 
 from kpsemi import config as C
-from kpsemi.method import losses
+from kpsemi.method import imagenet, losses
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -47,16 +47,25 @@ SMALL = {"hrnet_tiny": _small_cfg(8), "hrnet_mini": _small_cfg(16, stem=32, s1=3
 
 
 def make_backbone(name, pretrained=False):
-    """A timm HighResolutionNet; ImageNet weights for timm's own variants when they can be downloaded."""
+    """A timm HighResolutionNet; with `pretrained`, ImageNet weights from the local file the environment names
+    (imagenet.py: offline clusters), else from timm's hub for timm's own variants when they can be downloaded.
+    `net.pretrained_info` says what was loaded: {"loaded": bool, "source": ..., "sha256": ... for a file}."""
+    local = imagenet.local_file() if pretrained else None
     if name in SMALL:
-        return HighResolutionNet(SMALL[name], head="")
-    if pretrained:
+        net = HighResolutionNet(SMALL[name], head="")
+    elif pretrained and not local:
         try:
-            return timm.create_model(name, pretrained=True)
+            net = timm.create_model(name, pretrained=True)
+            net.pretrained_info = {"loaded": True, "source": f"timm hub ({name})"}
+            return net
         except Exception as e:  # offline, hub unreachable, no weights for this variant
             warnings.warn(f"ImageNet weights for {name} could not be loaded ({type(e).__name__}: {e}); training "
-                          "from random initialisation", stacklevel=2)
-    return timm.create_model(name, pretrained=False)
+                          "from random initialisation (offline: --pretrained-weights PATH)", stacklevel=2)
+            net = timm.create_model(name, pretrained=False)
+    else:
+        net = timm.create_model(name, pretrained=False)
+    net.pretrained_info = imagenet.load_into(net, name, *local) if local else {"loaded": False}
+    return net
 
 
 class KLN(nn.Module):
@@ -65,13 +74,16 @@ class KLN(nn.Module):
     def __init__(self, num_keypoints, backbone="hrnet_w32", pretrained=False, embed_dim=64, head_channels=64):
         super().__init__()
         self.net = make_backbone(backbone, pretrained)
+        self.pretrained = self.net.pretrained_info           # what metrics.json records about ImageNet weights
         for name in ("incre_modules", "downsamp_modules", "final_layer", "classifier"):  # classification head
             if isinstance(getattr(self.net, name, None), nn.Module):
                 setattr(self.net, name, None)
         self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
-        with torch.no_grad():
+        with torch.no_grad():                                  # a probe for the channel counts, in eval mode:
+            self.net.eval()                                    # BatchNorm's running statistics (ImageNet's) stay
             taps = self._taps(torch.zeros(1, 3, 64, 64))
+            self.net.train()
         ch = [t.shape[1] for t in taps]
         if head_channels:
             width = max(head_channels, num_keypoints)
