@@ -1,9 +1,16 @@
 """Where the kit keeps data (the `data/` folder of a source checkout, or $KPSEMI_DATA, or ./data) and results, and
 `save_atomic` / `write_json_atomic`, the one way it writes torch and JSON files (checkpoints, caches, split files,
-recorded metrics) so a killed writer never leaves half a file."""
+recorded metrics) so a killed writer never leaves half a file; `locked`, the file lock that lets one process at a
+time train a run folder that several jobs need."""
 import json
 import os
 import threading
+from contextlib import contextmanager
+
+try:
+    import fcntl
+except ImportError:      # Windows: no flock; one machine, and the kit's jobs there run one after another
+    fcntl = None
 
 _PKG = os.path.dirname(os.path.abspath(__file__))
 
@@ -69,3 +76,25 @@ def write_text_atomic(text, path):
 def write_json_atomic(doc, path, **dump_kw):
     """json.dump `doc` to `path` atomically (see _replace_atomically); dump_kw go to json.dumps."""
     write_text_atomic(json.dumps(doc, **dump_kw), path)
+
+
+@contextmanager
+def locked(path, waiting=None):
+    """Hold an exclusive lock on the file `path` (created if needed, kept afterwards) for the duration of the block:
+    fcntl.flock, so one process at a time across the machines of a shared file system that supports it (local disks,
+    NFSv4; Lustre and GPFS need their flock mount option). The lock goes with the process: a killed job releases it.
+    `waiting`: a line printed when another process holds the lock and this one has to wait."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "a") as f:
+        if fcntl is not None:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if waiting:
+                    print(waiting, flush=True)
+                fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(f, fcntl.LOCK_UN)

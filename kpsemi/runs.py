@@ -16,7 +16,12 @@ reproduction grid call.
 - **The run cache**: `run_dir(cfg, spec)` names a folder under results/runs/ by the hash of the config (+ own data,
   + the embedded set's version); `cached` reuses a finished run there or trains (resuming a killed one). What a
   folder already holds follows one policy (kpsemi/method/train.py's `finished_run`): a finished run of another
-  config is an error naming both.
+  config is an error naming both. One file lock per run folder (`<folder>.lock` beside it) makes jobs that need the
+  same run (PL's teacher and the supervised cell of a table, on a cluster) train it one at a time: the later ones
+  wait, then find it done.
+- **Several processes**: under torchrun every process calls the same functions; rank 0 builds the data caches
+  first, holds the lock, tests and writes metrics.json, and every process returns its metrics
+  (kpsemi/method/distributed.py).
 """
 import os
 import time
@@ -33,6 +38,7 @@ from kpsemi.data.crops import KeypointData
 from kpsemi.data.sources import coco, dlc
 from kpsemi.data.synthetic.writer import SynthConfig
 from kpsemi.errors import UserError
+from kpsemi.method import distributed, imagenet
 from kpsemi.method.device import default_device
 from kpsemi.method.evaluate import evaluate
 from kpsemi.method.models import load_model
@@ -105,6 +111,7 @@ def run(cfg, out_dir, spec=None, resume=False, device=None, progress=True, stop_
     """Train (or resume, with `resume`) one run of `cfg.method` and write out_dir/metrics.json; returns the metrics
     dict (that of a finished run of this config already in out_dir, reused). Supervised runs are kept under their
     canonical config (config.canonical), so every table row and warm start shares them."""
+    distributed.setup()                     # under torchrun: join the process group before the first collective
     cfg = C.canonical(cfg)
     done = finished_run(out_dir, cfg, resume)
     if done:
@@ -118,7 +125,8 @@ def standard(cfg, out_dir, spec, resume, device, progress, stop_at):
     """The method and the one-stage baselines: train with the losses of `cfg.losses` (warm-started from the
     supervised twin when cfg.init says so)."""
     init = warm_start(cfg, spec, progress)
-    train, val, test, labeled, unlabeled = load_data(cfg, spec, progress)
+    with distributed.context().main_first():             # rank 0 builds the data caches the others read
+        train, val, test, labeled, unlabeled = load_data(cfg, spec, progress)
     return train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume, device, progress, stop_at,
                           init)
 
@@ -146,11 +154,17 @@ def pseudo_labels(cfg, out_dir, spec, resume, device, progress, stop_at):
         raise UserError("PL is not defined at 100 % labels: there is no unlabeled data to pseudo-label")
     teacher_cfg = C.supervised_twin(cfg)
     _, tdir = cached(teacher_cfg, spec, progress)
-    train, val, test, labeled, unlabeled = load_data(cfg, spec, progress)
-    dev = default_device(device)
-    teacher, _, _ = load_model(os.path.join(tdir, "best.pt"), dev)
-    kp, kept = pseudo.pseudo_labels(teacher, train, unlabeled, train.meta, cfg.pl_threshold, stride=cfg.stride,
-                                    device=dev, amp=cfg.amp)
+    ctx = distributed.context()
+    with ctx.main_first():
+        train, val, test, labeled, unlabeled = load_data(cfg, spec, progress)
+    kp = kept = None
+    if ctx.main:                                     # under torchrun: rank 0's pseudo-labels, in every process
+        dev = ctx.device(default_device(device))
+        teacher, _, _ = load_model(os.path.join(tdir, "best.pt"), dev)
+        kp, kept = pseudo.pseudo_labels(teacher, train, unlabeled, train.meta, cfg.pl_threshold, stride=cfg.stride,
+                                        device=dev, amp=cfg.amp)
+        kp, kept = kp.cpu(), kept.cpu()
+    kp, kept = ctx.broadcast((kp, kept))
     student, new_lab = pseudo.student(train, labeled, unlabeled, kp, kept)
     init = warm_start(cfg, spec, progress)             # with init="supervised": the student starts as the teacher
     m = train_and_test(teacher_cfg, out_dir, student, val, test, new_lab, torch.zeros(0, dtype=torch.long), resume,
@@ -160,7 +174,8 @@ def pseudo_labels(cfg, out_dir, spec, resume, device, progress, stop_at):
     m.update(method="pl", config=C.to_dict(cfg), teacher=tdir, n_pseudo_images=int(kept.sum()),
              pseudo_keypoints_kept=int((kp[..., 2] > 0)[kept].sum()),
              pseudo_label_pck=pseudo.label_pck(kp, train, unlabeled), n_labeled=len(labeled))
-    write_json_atomic(m, os.path.join(out_dir, "metrics.json"), indent=1)
+    if ctx.main:
+        write_json_atomic(m, os.path.join(out_dir, "metrics.json"), indent=1)
     return m
 
 
@@ -179,6 +194,8 @@ def train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume=Fa
     tr.fit(stop_at=stop_at)
     if stop_at is not None and tr.step >= stop_at and tr.step < cfg.max_steps and tr.bad < cfg.patience:
         return None  # interrupted on purpose (tests): no metrics yet
+    if not tr.dist.main:
+        return tr.dist.broadcast(None)           # under torchrun rank 0 tests and writes; the others get its metrics
     tr.load_best()
     te = evaluate(tr.model, test, cfg.stride, tr.device, cfg.amp)
     va = evaluate(tr.model, val, cfg.stride, tr.device, cfg.amp)
@@ -193,10 +210,11 @@ def train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume=Fa
          "method": cfg.method, "labeled": cfg.labeled, "split_seed": cfg.split_seed, "n_labeled": len(labeled),
          "n_unlabeled": len(unlabeled) if tr.semi else 0, "device": tr.device,
          "init_from": init[0] if init else None, "init_steps": init[1] if init else 0,
-         "machine": machine(),
+         "world_size": tr.dist.world_size, "pretrained_loaded": tr.model.kln.pretrained["loaded"],
+         "pretrained_sha256": tr.model.kln.pretrained.get("sha256"), "machine": machine(),
          "config": C.to_dict(cfg)}
     write_json_atomic(m, os.path.join(out_dir, "metrics.json"), indent=1)
-    return m
+    return tr.dist.broadcast(m)
 
 
 def run_dir(cfg, spec=None):
@@ -206,12 +224,17 @@ def run_dir(cfg, spec=None):
     key = {"cfg": C.key_fields(cfg), "spec": vars(spec) if own else None}
     if cfg.dataset == "synthetic" and not own:     # a new version of the embedded set is a new run
         key["synth_version"] = SynthConfig.version
+    local = imagenet.local_file() if cfg.pretrained else None
+    if local:                                      # ImageNet weights from a file: runs named by its digest
+        key["pretrained_sha256"] = local[1]
     name = f"{cfg.dataset}-{'+'.join(cfg.losses)}-{cfg.labeled:g}-s{cfg.split_seed}-{cfg.preset}-{C.digest(key)}"
     return os.path.join(results_dir(), "runs", name)
 
 
 def cached(cfg, spec=None, progress=False):
     """The run of this configuration in its shared results/runs/ folder: (metrics, run folder); a finished run
-    there is read back, a killed one resumes, none trains."""
+    there is read back, a killed one resumes, none trains. The folder's lock (<folder>.lock) is held meanwhile, so
+    a job that needs a run another job is training waits for it and then reads it back."""
     d = run_dir(cfg, spec)
-    return run(cfg, d, spec, resume=True, progress=progress), d
+    with distributed.setup().main_lock(d + ".lock", waiting=f"waiting for {d}: another process is training it"):
+        return run(cfg, d, spec, resume=True, progress=progress), d

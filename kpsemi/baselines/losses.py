@@ -46,18 +46,35 @@ def attributes(out):
     return F.binary_cross_entropy_with_logits(out["attr_logits"][known], out["attributes"][known].float())
 
 
-def landmark_elt(out):
-    """Honari's ELT on coordinates: || T(L(x)) - L(T(x)) ||^2 / S^2 over landmarks T keeps inside the image."""
+def known_attributes(out):
+    """How many attribute values the attribute loss averages over."""
+    return (out["attributes"] >= 0).sum()
+
+
+def _landmarks_moved(out):
+    """Soft-argmax landmarks of x moved by T (B, K, 3; third column > 0 where T keeps them inside the image) and
+    the landmarks of T(x) (B, K, 2)."""
     S = out["image_size"]
     c1 = heatmaps.soft_argmax(out["heatmaps"], out["stride"], heads.SOFTARGMAX_BETA)
     c2 = heatmaps.soft_argmax(out["heatmaps_g"], out["stride"], heads.SOFTARGMAX_BETA)
-    moved = geometry.warp_points(torch.cat([c1, torch.full_like(c1[..., :1], 2.0)], -1), out["H"], (S, S))
+    return geometry.warp_points(torch.cat([c1, torch.full_like(c1[..., :1], 2.0)], -1), out["H"], (S, S)), c2
+
+
+def landmark_elt(out):
+    """Honari's ELT on coordinates: || T(L(x)) - L(T(x)) ||^2 / S^2 over landmarks T keeps inside the image."""
+    moved, c2 = _landmarks_moved(out)
     keep = moved[..., 2] > 0
     if not keep.any():
-        return c1.sum() * 0.0
-    return (((moved[..., :2] - c2) / S) ** 2).sum(-1)[keep].mean()
+        return c2.sum() * 0.0
+    return (((moved[..., :2] - c2) / out["image_size"]) ** 2).sum(-1)[keep].mean()
+
+
+@torch.no_grad()
+def kept_landmarks(out):
+    """How many landmarks the landmark ELT averages over (those T keeps inside the image)."""
+    return (_landmarks_moved(out)[0][..., 2] > 0).sum()
 
 
 register("gen", generation, second_view=True, head=heads.decoder, outputs=heads.gen_outputs)
-register("attr", attributes, head=heads.attribute_head, outputs=heads.attr_outputs)
-register("elt_lm", landmark_elt, second_view=True)
+register("attr", attributes, head=heads.attribute_head, outputs=heads.attr_outputs, count=known_attributes)
+register("elt_lm", landmark_elt, second_view=True, count=kept_landmarks)

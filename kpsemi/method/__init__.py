@@ -9,6 +9,8 @@ the base modules; the baselines plug into its loss registry instead of being imp
     train      the training loop every trainer shares (TrainLoop), the method's Trainer, the run-folder policy
     evaluate   predictions and PCK of a model on a dataset
     device     the default device and bf16 autocast
+    distributed  one run on several processes (torchrun, DDP): shards, loss scaling, rank 0's duties, run locks
+    imagenet   ImageNet weights for the backbone from a local file, checked by sha256 (offline clusters)
 
 Start with losses.py (the paper's losses) and models.py.
 """

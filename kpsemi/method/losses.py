@@ -21,6 +21,11 @@ x' = g(x, s), the representations z, an extra head on the model (built by `head(
 imports them. The multi-animal losses use the same `Loss` type and `total` (kpsemi/multi/losses.py).
 
 Total (paper Eq. 5): L = sum_name weight[name] * LOSSES[name](out); defaults (1e3, 0.5, 1e2, 1e2).
+
+Each loss is a mean over some terms of the batch; `count(out)` says how many (default: the samples; the supervised
+loss: the labeled samples). Under DDP every process holds a shard of the global batch, and `total` scales each loss
+by world_size x local count / global count (kpsemi/method/distributed.py), so the gradient is that of the mean over
+the global batch.
 """
 from collections.abc import Set
 from dataclasses import dataclass
@@ -42,6 +47,7 @@ class Loss:
     embeddings: bool = False         # z (and z_g with a second view), the KCN logits
     head: Callable = None            # head(num_keypoints, num_attributes) -> nn.Module, as model.extras[name]
     outputs: Callable = None         # outputs(head, out, step) adds the keys fn reads (step: see extra_outputs)
+    count: Callable = None           # count(out) -> how many terms fn averages over (None: the samples)
 
     def __call__(self, out):
         return self.fn(out)
@@ -55,6 +61,11 @@ def supervised(out):
         return out["heatmaps"].sum() * 0.0
     h, t, w = out["heatmaps"][lab], out["target"][lab], out["weight"][lab]
     return (w[..., None, None] * (h - t) ** 2).mean()
+
+
+def labeled_samples(out):
+    """The number of labeled samples of the batch: what the supervised loss averages over."""
+    return out["labeled"].sum()
 
 
 def semantic_consistency(out):
@@ -161,14 +172,25 @@ def extra_outputs(model, out, x, x2, attributes, flipped, meta, stride, sigma):
     return out
 
 
-def total(out, names, weights, registry=None):
-    """(weighted sum, {name: unweighted value}) of the losses `names` of `registry` (default: LOSSES)."""
+def counts(out, names, registry=None):
+    """{name: how many terms the loss averages over in this batch} (the entry's `count`, default the samples)."""
+    registry = LOSSES if registry is None else registry
+    dev, n = out["heatmaps"].device, out["heatmaps"].shape[0]
+    return {k: torch.as_tensor(registry[k].count(out) if getattr(registry[k], "count", None) else n, device=dev)
+            for k in names}
+
+
+def total(out, names, weights, registry=None, scale=None):
+    """(weighted sum, {name: unweighted value}) of the losses `names` of `registry` (default: LOSSES); `scale`
+    ({name: factor}, from distributed.Context.loss_scale under DDP) multiplies each loss first."""
     registry = LOSSES if registry is None else registry
     parts = {n: registry[n](out) for n in names}
+    if scale is not None:
+        parts = {n: v * scale[n] for n, v in parts.items()}
     return sum(weights[n] * v for n, v in parts.items()), parts
 
 
-register("sup", supervised)
+register("sup", supervised, count=labeled_samples)
 register("sc", semantic_consistency, embeddings=True)
 register("te", transformation_equivariance, second_view=True)
 register("ti", transformation_invariance, second_view=True, embeddings=True)

@@ -7,7 +7,9 @@ weights kept (best.pt), lr drops on a validation plateau and early stopping, his
 history at every evaluation and on resume, so a resumed run's file equals an uninterrupted one), last.pt with
 everything needed to resume exactly (model, optimizer, RNG states, sampler positions, counters, running loss sums,
 history), and a tqdm bar. A trainer brings its model, optimizer, samplers, `next_batch`, `losses(batch)` and
-`evaluate`.
+`evaluate`. Under torchrun (kpsemi/method/distributed.py) the loop averages the logged losses over the processes,
+and rank 0 evaluates, checkpoints (with every process's generator states) and broadcasts its decisions; a trainer
+that supports it (`DISTRIBUTED`; the method's Trainer) shards its batches and runs its step as one DDP forward.
 
 The method's step (`Trainer`): draw labeled and unlabeled indices (batch_size labeled crops, + batch_size x
 unlabeled_ratio unlabeled ones in a semi-supervised run) -> batch dict -> standard augmentation (rotation, scale,
@@ -28,7 +30,7 @@ from tqdm.auto import tqdm
 from kpsemi import config as C
 from kpsemi.data import geometry
 from kpsemi.errors import TrainingError, UserError
-from kpsemi.method import heatmaps, losses, models, warp
+from kpsemi.method import distributed, heatmaps, losses, models, warp
 from kpsemi.method.device import autocast, default_device
 from kpsemi.method.evaluate import evaluate
 from kpsemi.paths import save_atomic, write_text_atomic
@@ -95,15 +97,19 @@ class TrainLoop:
     defines `next_batch()`, `losses(batch) -> (total, {name: value})` and `evaluate()`.
 
     RECORD maps history keys to keys of `evaluate()`'s dict; with `monitor` (a history key) the loop keeps the best
-    weights, drops the lr on a plateau and stops early."""
+    weights, drops the lr on a plateau and stops early. DISTRIBUTED: whether the trainer runs under torchrun."""
     RECORD = {}
     monitor = None
+    DISTRIBUTED = False
     COUNTERS = {"step": 0, "best": -1.0, "best_step": 0, "bad": 0, "drops": 0, "history": [], "seconds": 0.0,
                 "data_seconds": 0.0, "running": {}, "running_steps": 0}
 
     def __init__(self, cfg, out_dir, device=None, progress=True, patience=math.inf, lr_drops=0, lr_drop_factor=0.1):
-        self.cfg, self.out, self.progress = cfg, out_dir, progress
-        self.device = default_device(device)
+        self.dist = distributed.setup()              # rank and world size; one process without torchrun
+        if self.dist.world_size > 1 and not self.DISTRIBUTED:
+            raise UserError(f"{type(self).__name__} trains in one process: launch it without torchrun")
+        self.cfg, self.out, self.progress = cfg, out_dir, progress and self.dist.main
+        self.device = self.dist.device(default_device(device))
         self.patience, self.lr_drops, self.lr_drop_factor = patience, lr_drops, lr_drop_factor
         self.seed = C.run_seed(cfg)
         torch.manual_seed(self.seed)              # before the model is built: the initialisation
@@ -116,8 +122,11 @@ class TrainLoop:
             setattr(self, k, type(v)(v))
         os.makedirs(out_dir, exist_ok=True)
 
-    def generator(self, name, offset, device="cpu"):
-        """A generator seeded with run_seed + offset, saved in the checkpoints as g_<name>."""
+    def generator(self, name, offset, device="cpu", per_rank=False):
+        """A generator seeded with run_seed + offset, saved in the checkpoints as g_<name>. `per_rank`: each process
+        of a torchrun run draws its own stream (offset + RANK_STRIDE x rank; e.g. its shard's augmentation), where a
+        shared generator (the samplers') draws the same global batch in every process."""
+        offset += distributed.RANK_STRIDE * self.dist.rank if per_rank else 0
         self.generators[name] = torch.Generator(device=device).manual_seed(self.seed + offset)
         return self.generators[name]
 
@@ -127,11 +136,15 @@ class TrainLoop:
         return self.samplers[name]
 
     # ---- checkpoints -------------------------------------------------------------------------------------------
-    def state_dict(self):
-        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(),
-                **{f"g_{n}": g.get_state() for n, g in self.generators.items()},
+    def generator_states(self):
+        return {f"g_{n}": g.get_state() for n, g in self.generators.items()}
+
+    def state_dict(self, ranks=None):
+        """The checkpoint; `ranks`: under torchrun, every process's generator_states (gathered by _evaluation)."""
+        return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), **self.generator_states(),
                 **{n: s.state_dict() if s else None for n, s in self.samplers.items()},
-                **{k: getattr(self, k) for k in self.COUNTERS}, "config": C.to_dict(self.cfg)}
+                **{k: getattr(self, k) for k in self.COUNTERS}, "config": C.to_dict(self.cfg),
+                **({"world_size": len(ranks), "ranks": ranks} if ranks else {})}
 
     def save(self, name, state=None):
         save_atomic(self.state_dict() if state is None else state, os.path.join(self.out, name))
@@ -146,16 +159,23 @@ class TrainLoop:
         s = torch.load(path, map_location="cpu", weights_only=True)
         C.check_same({k: v for k, v in s["config"].items() if k not in but},
                      {k: v for k, v in C.to_dict(self.cfg).items() if k not in but}, path)
+        n_proc = s.get("world_size", 1)
+        if n_proc != self.dist.world_size:
+            raise UserError(f"{path} was written by a run on {n_proc} process(es), this one has "
+                            f"{self.dist.world_size}: resume it on {n_proc} (torchrun --nproc_per_node={n_proc}, or "
+                            "no torchrun for 1)")
         self.model.load_state_dict(s["model"])
         self.opt.load_state_dict(s["opt"])
+        gens = s["ranks"][self.dist.rank] if "ranks" in s else s
         for n, g in self.generators.items():
-            g.set_state(s[f"g_{n}"].cpu())
+            g.set_state(gens[f"g_{n}"].cpu())
         for n, smp in self.samplers.items():
             if smp and s.get(n):
                 smp.load_state_dict(s[n])
         for k, v in self.COUNTERS.items():            # checkpoints of older versions lack the running sums
             setattr(self, k, s.get(k, type(v)(v)))
-        self.write_history()
+        if self.dist.main:
+            self.write_history()
         return True
 
     def write_history(self):
@@ -173,6 +193,7 @@ class TrainLoop:
         batch = self.next_batch()
         t1 = time.time()
         loss, parts = self.losses(batch)
+        parts = self.dist.average(parts)             # under torchrun: the global batch's values, in every process
         for n, v in parts.items():
             if not torch.isfinite(v):
                 raise TrainingError(f"loss '{n}' became {float(v.detach())} at step {self.step + 1}; stopping (lower "
@@ -212,6 +233,20 @@ class TrainLoop:
         return self
 
     def _evaluation(self, bar):
+        """Rank 0 evaluates and checkpoints (one process: this process); under torchrun the others send it their
+        generator states first and take its counters, history and learning rate afterwards."""
+        ranks = self.dist.gather(self.generator_states()) if self.dist.world_size > 1 else None
+        if self.dist.main:
+            self._evaluate_and_save(bar, ranks)
+        if self.dist.world_size > 1:
+            s = self.dist.broadcast({**{k: getattr(self, k) for k in self.COUNTERS},
+                                     "lr": [g["lr"] for g in self.opt.param_groups]})
+            for k in self.COUNTERS:
+                setattr(self, k, s[k])
+            for g, lr in zip(self.opt.param_groups, s["lr"]):
+                g["lr"] = lr
+
+    def _evaluate_and_save(self, bar, ranks=None):
         ev = self.evaluate()
         self.seconds = self.elapsed()
         rec = {"step": self.step, **{k: ev[v] for k, v in self.RECORD.items()}, "seconds": round(self.seconds, 2),
@@ -230,7 +265,7 @@ class TrainLoop:
                 self.drops, self.bad = self.drops + 1, 0
                 for group in self.opt.param_groups:
                     group["lr"] *= self.lr_drop_factor
-        self.save("last.pt")
+        self.save("last.pt", self.state_dict(ranks))
         bar.set_postfix(**{k: f"{rec[k]:.3g}" for k in self.RECORD}, **({"best": f"{self.best:.3g}"}
                                                                         if self.monitor else {}))
 
@@ -279,6 +314,7 @@ class Trainer(TrainLoop):
     `init_weights` (a state dict): a warm start from a supervised run (runs.warm_start)."""
     RECORD = {"val_pck": "pck"}
     monitor = "val_pck"
+    DISTRIBUTED = True
 
     def __init__(self, cfg, train, val, labeled, unlabeled, out_dir, device=None, progress=True, init_weights=None):
         self.names = losses.check(cfg.losses)
@@ -292,9 +328,10 @@ class Trainer(TrainLoop):
                 raise UserError(f"warm start: the checkpoint does not fit this model (missing {missing[:3]}, "
                                 f"unexpected {unexpected[:3]})")
         self.model.to(self.device)
+        self.forward = self.dist.wrap(self.model, self._forward, self.device)    # one DDP forward under torchrun
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         g_data = self.generator("data", 0)
-        self.g_aug = self.generator("aug", 1, self.device)
+        self.g_aug = self.generator("aug", 1, self.device, per_rank=True)
         self.lab = self.sampler("lab", labeled, g_data)
         self.unl = self.sampler("unl", unlabeled if self.semi else None, g_data)
         # a fair comparison: every run sees batch_size labeled crops per step; a semi-supervised run adds its
@@ -303,14 +340,19 @@ class Trainer(TrainLoop):
         self.n_unl = max(1, round(cfg.batch_size * cfg.unlabeled_ratio)) if self.semi else 0
 
     def next_batch(self):
-        b = self.train.batch(self.lab.next(self.n_lab), self.device)
+        """The global batch's indices, this process's shard of them (all of them in one process)."""
+        b = self.train.batch(self.dist.shard(self.lab.next(self.n_lab)), self.device)
         if self.n_unl:
-            b = cat_batches(b, hide_labels(self.train.batch(self.unl.next(self.n_unl), self.device)))
+            b = cat_batches(b, hide_labels(self.train.batch(self.dist.shard(self.unl.next(self.n_unl)), self.device)))
         return b
 
+    def _forward(self, model, batch):
+        return forward_views(model, batch, self.cfg, self.train.meta, self.names, self.g_aug)
+
     def losses(self, batch):
-        out = forward_views(self.model, batch, self.cfg, self.train.meta, self.names, self.g_aug)
-        return losses.total(out, self.names, self.cfg.weights)
+        out = self.forward(batch)
+        scale = self.dist.loss_scale(losses.counts(out, self.names)) if self.dist.world_size > 1 else None
+        return losses.total(out, self.names, self.cfg.weights, scale=scale)
 
     def evaluate(self):
         return evaluate(self.model, self.val, self.cfg.stride, self.device, self.cfg.amp)

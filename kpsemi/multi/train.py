@@ -230,7 +230,7 @@ def run(cfg, out_dir, resume=False, init_from=None, device=None, progress=True, 
          if cfg.dataset == "honeybee" else None, "subset_seed": cfg.subset_seed, "steps": tr.step,
          "seconds": round(tr.seconds, 1), "wall_seconds": round(time.time() - t0, 1), "n_labeled": tr.n_labeled,
          "n_unlabeled": tr.n_unlabeled, "working_size": [W, H], "scale": cfg.scale, "device": tr.device,
-         "machine": machine(), "history": tr.history, "config": C.to_dict(cfg)}
+         "world_size": tr.dist.world_size, "machine": machine(), "history": tr.history, "config": C.to_dict(cfg)}
     write_json_atomic(m, os.path.join(out_dir, "metrics.json"), indent=1)
     return m
 
