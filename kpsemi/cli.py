@@ -4,7 +4,11 @@
     python -m kpsemi train --preset P --losses sup,sc,te,ti --labeled 0.05 --split-seed 0 --out DIR
         [--data synthetic | --train-json F --val-json F --test-json F [--unlabeled-dir D] | --dlc PROJECT]
         [--unlabeled-fraction F] [--no-gt-in-unsup] [--weights sup=1e3,sc=0.5,te=1e2,ti=1e2] [--resume]
-    python -m kpsemi reproduce --table {1,2,3,4,fig3} --preset P [--datasets ...] [--seeds ...] --out DIR
+        [--pretrained-weights PATH [--pretrained-sha256 HEX]]
+    torchrun --standalone --nproc_per_node=N -m kpsemi train ...             # one run on N processes (DDP)
+    python -m kpsemi reproduce --table {1,2,3,4,fig3} --preset P [--datasets ...] [--seeds ...] [--rows ...] --out DIR
+        [--executor sequential | submitit --cluster {local,slurm} [--partition P] [--gpus-per-job N]
+         [--timeout-min M] [--array-parallelism K]] [--pretrained-weights PATH [--pretrained-sha256 HEX]]
     python -m kpsemi reproduce --table smp --preset P --root HONEYBEE [--train-sets train5,train25] [--seeds 0,1]
     python -m kpsemi data synth --out DIR [--size default|smoke|N] [--seed N] [--workers N]
     python -m kpsemi data preview [--dataset synthetic] [--out DIR]
@@ -79,6 +83,22 @@ def _data(args):
         print(preview(cfg, args.out))
 
 
+def _add_pretrained(p):
+    p.add_argument("--pretrained-weights", metavar="PATH",
+                   help="ImageNet weights of the backbone from this file (offline machines; timm's state dict, "
+                        ".safetensors or a torch file), for presets with pretrained weights (paper)")
+    p.add_argument("--pretrained-sha256", metavar="HEX", help="its sha256 (default: read from PATH.sha256)")
+
+
+def _use_pretrained(args):
+    """Check --pretrained-weights and hand it to every run of this process and its children."""
+    if args.pretrained_sha256 and not args.pretrained_weights:
+        raise UserError("--pretrained-sha256 goes with --pretrained-weights PATH")
+    if args.pretrained_weights:
+        from kpsemi.method import imagenet
+        imagenet.use(args.pretrained_weights, args.pretrained_sha256)
+
+
 def _add_train(sub):
     t = sub.add_parser("train", help="train one run and write DIR/metrics.json")
     t.add_argument("--preset", default=None, help="smoke | demo | paper (default: $KPSEMI_PRESET or demo)")
@@ -103,10 +123,12 @@ def _add_train(sub):
     t.add_argument("--max-steps", type=int)
     t.add_argument("--seed", type=int)
     t.add_argument("--device", default=None)
+    _add_pretrained(t)
 
 
 def _train(args):
     from kpsemi import config, runs
+    from kpsemi.method import distributed
     weights = None
     if args.weights:
         weights = dict(config.get(args.preset).weights)
@@ -125,12 +147,18 @@ def _train(args):
                      max_steps=args.max_steps, seed=args.seed, method=args.method)
     if not 0 < cfg.labeled <= 1:
         raise UserError(f"--labeled must be in (0, 1], got {cfg.labeled}")
+    if args.pretrained_weights and not cfg.pretrained:
+        raise UserError(f"--pretrained-weights: the {cfg.preset} preset trains {cfg.backbone} from scratch "
+                        "(pretrained False); local ImageNet weights are for the paper preset")
+    _use_pretrained(args)
     spec = runs.DataSpec(train_json=args.train_json, val_json=args.val_json, test_json=args.test_json,
                          image_root=args.image_root, unlabeled_dir=args.unlabeled_dir, dlc_project=args.dlc)
     m = runs.run(cfg, args.out, spec, resume=args.resume, device=args.device)
+    if not distributed.context().main:          # under torchrun rank 0 reports
+        return
     print(f"{'PL' if cfg.method == 'pl' else '+'.join(cfg.losses)} at {cfg.labeled:g} labels: val {m['metric']} {m['val_pck']:.2f}, test "
-          f"{m['test_pck']:.2f} (best step {m['best_step']} of {m['steps']}, {m['seconds']:.0f} s) -> "
-          f"{args.out}/metrics.json")
+          f"{m['test_pck']:.2f} (best step {m['best_step']} of {m['steps']}, {m['seconds']:.0f} s"
+          + (f", {m['world_size']} processes" if m.get("world_size", 1) > 1 else "") + f") -> {args.out}/metrics.json")
 
 
 def _add_reproduce(sub):
@@ -143,6 +171,16 @@ def _add_reproduce(sub):
     r.add_argument("--out", default=os.path.join("results", "reproduce"))
     r.add_argument("--root", default=None, help="smp: the honeybee folder (default $KPSEMI_HONEYBEE, data/honeybee)")
     r.add_argument("--train-sets", default="train5,train25", help="smp: comma list of train135, train25, train5")
+    r.add_argument("--rows", default=None, help="comma list: only these rows of the table (e.g. supervised,ours)")
+    r.add_argument("--executor", default="sequential", choices=["sequential", "submitit"],
+                   help="sequential: the cells one after another here; submitit: each cell a cluster job")
+    r.add_argument("--cluster", default="slurm", choices=["local", "slurm"], help="submitit: where the jobs run")
+    r.add_argument("--partition", default=None, help="submitit on SLURM: the partition (default: the cluster's)")
+    r.add_argument("--gpus-per-job", type=int, default=1, help="submitit: GPUs (= DDP processes) per cell")
+    r.add_argument("--timeout-min", type=int, default=1440,
+                   help="submitit: a job's time limit in minutes (then it is requeued and resumes)")
+    r.add_argument("--array-parallelism", type=int, default=16, help="submitit on SLURM: jobs running at once")
+    _add_pretrained(r)
 
 
 def _reproduce(args):
@@ -156,17 +194,27 @@ def _reproduce(args):
         except ValueError:
             raise UserError(f"not a comma list of numbers: {s!r}") from None
 
+    _use_pretrained(args)
+    if args.table == "smp" and args.executor != "sequential":
+        raise UserError("--executor submitit: the smp table trains in this process, not as a grid of cells")
     if args.table == "smp":                        # SemiMultiPose honeybee table: kpsemi.multi.table, no papermill
         from kpsemi.multi import table
         print(table.reproduce_table(preset, tuple(t.strip() for t in args.train_sets.split(",") if t.strip()),
                                     floats(args.seeds, int), args.root, os.path.join(args.out, "tablesmp")))
         print(f"\n(smp.md/.csv, runs.md/.csv and curves-*.png are in {args.out}/tablesmp/)")
         return
+    executor = None
+    if args.executor == "submitit":
+        from kpsemi.repro import cluster
+        executor = cluster.SubmititExecutor(args.cluster, args.partition, args.gpus_per_job, args.timeout_min,
+                                            args.array_parallelism)
     md = grid.main(args.table, preset, tuple(d.strip() for d in args.datasets.split(",")),
                    floats(args.seeds, int), floats(args.fractions, float) if args.fractions else None,
-                   os.path.join(args.out, f"table{args.table}"))
+                   os.path.join(args.out, f"table{args.table}"), executor=executor,
+                   rows=tuple(r.strip() for r in args.rows.split(",") if r.strip()) if args.rows else None)
     print(md)
-    print(f"\n(table{args.table}.md/.csv and the executed notebooks are in {args.out}/table{args.table}/)")
+    print(f"\n(table{args.table}.md/.csv and the executed notebooks are in {args.out}/table{args.table}/"
+          + (", submitit's logs in submitit/" if executor else "") + ")")
 
 
 def _add_predict(sub):

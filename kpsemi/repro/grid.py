@@ -6,9 +6,9 @@ Every grid cell (dataset x row x label fraction x seed) runs notebooks/12_single
 its own kernel process and writes DIR/cells/<cell id>/ (the executed notebook, metrics.json); the training run itself
 is the shared results/runs/<configuration>/ folder (kpsemi.runs.cached), so a run a notebook already did is reused.
 A cell whose metrics.json exists is skipped, and a killed run resumes, so a killed reproduction goes on where it
-stopped. Cells go through one small executor interface (`SequentialExecutor` runs them one after another here;
-another executor can send them to several GPUs or a cluster without touching the tables). The tables are mean +- std over seeds, as Markdown and
-CSV, with the paper's numbers and the difference for the datasets the paper has. `seqmt` is Honari et al.'s
+stopped. Cells go through one small executor interface, `run(cells, out)`: `SequentialExecutor` runs them one
+after another here, `cluster.SubmititExecutor` sends each to a cluster (SLURM or local subprocesses) as a job
+(`--executor submitit`). The tables are mean +- std over seeds, as Markdown and CSV, with the paper's numbers and the difference for the datasets the paper has. `seqmt` is Honari et al.'s
 HGR1 table (L, L+A, L+ELT, L+ELT+A) on the embedded set: mean landmark error in percent of the normaliser (lower is
 better, the seed's measure) with PCK beside, and the seed's HGR1 errors as reference rows.
 """
@@ -96,6 +96,18 @@ def grid(table, preset, datasets=("synthetic",), seeds=(0,), fractions=paper.FRA
     return cells
 
 
+def todo(cells, out, progress=True):
+    """The cells without a metrics.json under out/cells/ (the others are done and skipped)."""
+    left = [c for c in cells if not os.path.exists(os.path.join(cell_dir(out, c), "metrics.json"))]
+    if progress and len(left) < len(cells):
+        print(f"{len(cells) - len(left)} of {len(cells)} cells already done; running {len(left)}")
+    return left
+
+
+def cell_dir(out, cell):
+    return os.path.join(out, "cells", cell.id)
+
+
 class SequentialExecutor:
     """Runs cells one after another, each as a papermill execution (its own kernel process)."""
 
@@ -103,14 +115,13 @@ class SequentialExecutor:
         self.progress = progress
 
     def run(self, cells, out):
-        todo = [c for c in cells if not os.path.exists(os.path.join(out, "cells", c.id, "metrics.json"))]
-        if self.progress and len(todo) < len(cells):
-            print(f"{len(cells) - len(todo)} of {len(cells)} cells already done; running {len(todo)}")
-        for c in tqdm(todo, desc="grid cells", disable=not self.progress):
-            run_cell(c, os.path.join(out, "cells", c.id))
+        for c in tqdm(todo(cells, out, self.progress), desc="grid cells", disable=not self.progress):
+            run_cell(c, cell_dir(out, c))
 
 
 def run_cell(cell, folder):
+    """Execute 12_single_run.ipynb with the cell's parameters into `folder` (the executed notebook, cell.json and,
+    from the notebook's last cell, metrics.json); returns `folder`."""
     import papermill as pm      # the notebooks extra (pip install kpsemi[notebooks]), only for the grid cells
     os.makedirs(folder, exist_ok=True)
     params = {k: v for k, v in asdict(cell).items() if k not in ("table", "row")}
@@ -120,13 +131,14 @@ def run_cell(cell, folder):
         json.dump(asdict(cell), f, indent=1)
     pm.execute_notebook(NOTEBOOK, os.path.join(folder, "12_single_run.ipynb"), parameters=params,
                         cwd=os.path.dirname(NOTEBOOK), progress_bar=False, kernel_name="python3")
+    return folder
 
 
 def collect(cells, out):
     """[(cell, metrics dict)] of the finished cells."""
     done = []
     for c in cells:
-        p = os.path.join(out, "cells", c.id, "metrics.json")
+        p = os.path.join(cell_dir(out, c), "metrics.json")
         if os.path.exists(p):
             with open(p) as f:
                 done.append((c, json.load(f)["metrics"]))
@@ -225,9 +237,16 @@ def _fig3(done, out):
 
 
 def main(table, preset, datasets=("synthetic",), seeds=(0,), fractions=None, out="results/reproduce",
-         executor=None, progress=True):
-    """Run (or resume) the grid of `table` and render it; returns the Markdown table."""
+         executor=None, progress=True, rows=None):
+    """Run (or resume) the grid of `table` and render it; returns the Markdown table. `rows`: only these rows of
+    the table (names as in its cells, e.g. "supervised", "te+ti+sc")."""
     fractions = tuple(fractions or (paper.FRACTIONS if table != "fig3" else (0.05,)))
     cells = grid(table, preset, datasets, seeds, fractions)
+    if rows:
+        known = list(dict.fromkeys(c.row for c in cells))
+        if set(rows) - set(known):
+            raise UserError(f"--rows {','.join(sorted(set(rows) - set(known)))}: not a row of table {table}; its "
+                            f"rows are {', '.join(known)}")
+        cells = [c for c in cells if c.row in rows]
     (executor or SequentialExecutor(progress)).run(cells, out)
     return render(table, collect(cells, out), out)
