@@ -1,6 +1,6 @@
 """One run on several processes (kpsemi/method/distributed.py), on 2 CPU processes with gloo: a DDP step equals one
 process accumulating the gradients of the same two shards, losses are normalised by global counts, a killed DDP run
-resumes exactly, and `torchrun -m kpsemi train` writes world_size 2."""
+resumes exactly, rank 0's lr drop reaches every process, and `torchrun -m kpsemi train` writes world_size 2."""
 import json
 import os
 import subprocess
@@ -156,6 +156,27 @@ def test_killed_and_resumed_ddp_run_ends_like_an_uninterrupted_one(tmp_path, smo
     assert not torch.equal(last["ranks"][0]["g_aug"], last["ranks"][1]["g_aug"])     # each rank's own stream
     with pytest.raises(UserError, match="written by a run on 2 process"):            # one process cannot resume it
         runs.run(_cfg(("sup", "sc", "te", "ti")), str(tmp_path / "half"), resume=True, progress=False)
+
+
+# ---- rank 0's decisions reach every process ------------------------------------------------------------------
+def _lr_drop(rank, folder):
+    cfg = _cfg(("sup", "sc"), max_steps=4, eval_every=2, lr_drops=1, lr_drop_at=0.5)
+    train, val, _, lab, unl = runs.load_data(cfg, progress=False)
+    tr = Trainer(cfg, train, val, lab, unl, os.path.join(folder, "run"), device="cpu", progress=False).fit()
+    json.dump({"lr": [g["lr"] for g in tr.opt.param_groups], "drops": tr.drops, "step": tr.step,
+               "params": [float(p.double().sum()) for p in tr.model.parameters()]},
+              open(os.path.join(folder, f"rank{rank}.json"), "w"))
+
+
+def test_lr_drop_decided_by_rank_0_reaches_every_process(tmp_path, smoke_dir):
+    _spawn(_lr_drop, tmp_path)
+    r0, r1 = (json.load(open(tmp_path / f"rank{r}.json")) for r in (0, 1))
+    lr = config.get("smoke").lr
+    assert r0["drops"] == r1["drops"] == 1 and r0["step"] == r1["step"] == 4
+    assert r0["lr"] == r1["lr"] == [pytest.approx(lr * 0.1)]               # lr_drop_at 0.5: dropped at step 2
+    assert r0["params"] == r1["params"]                                     # the processes stay one model
+    hist = [json.loads(x) for x in open(tmp_path / "run" / "history.jsonl")]
+    assert [h["step"] for h in hist] == [2, 4] and hist[1]["lr"] == pytest.approx(lr * 0.1)
 
 
 # ---- the command line under torchrun ----------------------------------------------------------------------------
