@@ -7,9 +7,10 @@ Every cell that is not done yet (no metrics.json under OUT/cells/) becomes one j
 grid does (grid.run_cell: papermill of notebooks/12_single_run.ipynb in a kernel of its own): on SLURM one array job
 of all of them, at most --array-parallelism running at once; on `local` subprocesses of this machine, all at once
 (to try a grid on a workstation). submitit keeps its pickles and the jobs' logs in OUT/submitit/
-(<job id>_0_log.out and .err). The submitting process waits for every job, reports the failed ones with their logs,
-and the table is rendered from the finished cells. The jobs inherit the environment: set KPSEMI_RESULTS (and
-KPSEMI_DATA) to folders of a shared file system, so that every job finds the runs and data of the others.
+(<job id>_<task>_log.out and .err: task 0, or one per GPU of a cell on several). The submitting process waits for
+every task of every job, reports the failed cells with their logs, and the table is rendered from the finished cells.
+The jobs inherit the environment: set KPSEMI_RESULTS (and KPSEMI_DATA) to folders of a shared file system, so that
+every job finds the runs and data of the others.
 
 A job with several GPUs (--gpus-per-job N) runs N tasks that form one process group (submitit's
 TorchDistributedEnvironment): the cell's run trains on N GPUs with DDP (kpsemi/method/distributed.py); rank 0's
@@ -107,9 +108,11 @@ class SubmititExecutor:
         bar = tqdm(total=len(submitted), desc="grid cells (jobs)", disable=not self.progress)
         for job in submitit.helpers.as_completed([j for _, j in submitted], poll_frequency=self.poll_s):
             try:
-                job.result()
-            except Exception as e:                     # the job's own error is in its log
-                failed.append(f"{by_id[job.job_id].id} ({_last_error(e)}; log {job.paths.stderr})")
+                job.results()                          # every task's (a cell on several GPUs has one per GPU)
+            except Exception as e:                     # the job's own error is in its log(s)
+                log = job.paths.stderr if self.gpus <= 1 else os.path.join(job.paths.folder,
+                                                                           f"{job.job_id}_*_log.err")
+                failed.append(f"{by_id[job.job_id].id} ({_last_error(e)}; log {log})")
             bar.update(1)
         bar.close()
         if failed:

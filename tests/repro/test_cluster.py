@@ -1,5 +1,6 @@
 """The reproduction grid as submitit jobs (kpsemi/repro/cluster.py) on submitit's local cluster: the table renders,
-the jobs' logs lie under --out, and a preempted cell is requeued and resumes its run from last.pt."""
+the jobs' logs lie under --out, a preempted cell is requeued and resumes its run from last.pt, and a cell's job of
+several tasks (--gpus-per-job N) is waited for task by task."""
 import glob
 import json
 import os
@@ -10,9 +11,10 @@ import sys
 import time
 
 import pytest
+import submitit
 
 from kpsemi import config, runs
-from kpsemi.errors import UserError
+from kpsemi.errors import JobError, UserError
 from kpsemi.paths import locked
 from kpsemi.repro import cluster, grid
 
@@ -82,3 +84,26 @@ def test_bad_cluster_options_are_one_clear_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "kpsemi", "reproduce", "--table", "smp", "--executor", "submitit"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "the smp table trains in this process" in r.stderr
+
+
+def _rank():
+    return submitit.JobEnvironment().global_rank
+
+
+def _rank_1_fails():
+    if submitit.JobEnvironment().global_rank == 1:
+        raise ValueError("rank 1 fails")
+    return 0
+
+
+def test_a_job_of_several_tasks_is_waited_for_task_by_task(tmp_path):
+    ex = cluster.SubmititExecutor("local", gpus_per_job=2, progress=False, poll_s=0.2)
+    cell = grid.grid("2", "smoke", fractions=(0.05,))[0]
+    job = ex.executor(str(tmp_path), "tasks").submit(_rank)
+    ex.wait([(cell, job)])                                       # every task's result read, no error
+    assert job.results() == [0, 1]
+    assert len(glob.glob(f"{tmp_path}/submitit/{job.job_id}_*_log.out")) == 2
+    bad = ex.executor(str(tmp_path), "tasks").submit(_rank_1_fails)
+    with pytest.raises(JobError, match=re.escape(f"{cell.id} (ValueError: rank 1 fails; log "
+                                                 f"{tmp_path}/submitit/{bad.job_id}_*_log.err)")):
+        ex.wait([(cell, bad)])
