@@ -1,7 +1,7 @@
 """Step-time benchmark: supervised vs semi-supervised training throughput, in image-views per second.
 
 A supervised step runs one view of B labeled images; a semi-supervised step (sup+SC+TE+TI) runs two views (x and
-g(x)) of B images (half labeled, half unlabeled). Per view, the semi-supervised step should cost at most ~10 % more
+g(x)) of B labeled + B x unlabeled_ratio unlabeled images (the trainer's `n_unl`). Per view, the semi-supervised step should cost at most ~10 % more
 than the bare backbone passes: the KCN, the warps and the extra losses are the overhead. Also printed: the share of
 step time spent assembling batches (data wait) and the peak memory. All ratios come from one run.
 
@@ -41,7 +41,7 @@ def time_steps(cfg, train, val, device, steps, warmup=5):
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     dt = time.time() - t0
-    views = cfg.batch_size * (2 if losses.NEEDS_SECOND_VIEW & set(cfg.losses) else 1)
+    views = (cfg.batch_size + tr.n_unl) * (2 if losses.NEEDS_SECOND_VIEW & set(cfg.losses) else 1)
     return {"s_per_step": dt / steps, "views_per_s": views * steps / dt, "data_share": tr.data_seconds / dt,
             "peak_mb": peak_mb(device)}
 
@@ -80,7 +80,7 @@ def main():
           f"{torch.get_num_threads()} threads")
     sup = time_steps(replace(base, losses=("sup",)), train, train, a.device, a.steps)
     semi = time_steps(replace(base, losses=("sup", "sc", "te", "ti")), train, train, a.device, a.steps)
-    bare = time_backbone(base, a.device, a.steps, 2 * base.batch_size)
+    bare = time_backbone(base, a.device, a.steps, 2 * base.batch_size)   # as many views as a supervised pair
     for name, r in (("supervised (1 view)", sup), ("semi-supervised (2 views)", semi)):
         print(f"{name:28s} {r['s_per_step'] * 1000:8.1f} ms/step {r['views_per_s']:8.1f} views/s  "
               f"data wait {100 * r['data_share']:4.1f} %  peak {r['peak_mb']:.0f} MB")
