@@ -4,6 +4,7 @@
     python -m kpsemi train --preset P --losses sup,sc,te,ti --labeled 0.05 --split-seed 0 --out DIR
         [--data synthetic | --train-json F --val-json F --test-json F [--unlabeled-dir D] | --dlc PROJECT]
         [--unlabeled-fraction F] [--no-gt-in-unsup] [--weights sup=1e3,sc=0.5,te=1e2,ti=1e2] [--resume]
+        [--method standard | pl | mean_teacher | dual | consistency]
     python -m kpsemi reproduce --table {1,2,3,4,fig3} --preset P [--datasets ...] [--seeds ...] --out DIR
     python -m kpsemi reproduce --table smp --preset P --root HONEYBEE [--train-sets train5,train25] [--seeds 0,1]
     python -m kpsemi data synth --out DIR [--size default|smoke|N] [--seed N] [--workers N]
@@ -82,8 +83,11 @@ def _data(args):
 def _add_train(sub):
     t = sub.add_parser("train", help="train one run and write DIR/metrics.json")
     t.add_argument("--preset", default=None, help="smoke | demo | paper (default: $KPSEMI_PRESET or demo)")
-    t.add_argument("--method", default="standard", choices=["standard", "pl"],
-                   help="standard: train with --losses; pl: pseudo-labels (teacher, confident labels, retrain)")
+    t.add_argument("--method", default="standard", choices=["standard", "pl", "mean_teacher", "dual", "consistency"],
+                   help="standard: train with --losses; pl: pseudo-labels (teacher, confident labels, retrain); "
+                        "after the paper, with losses of their own: mean_teacher (EMA teacher, weak -> strong view), "
+                        "dual (Xie et al. 2021: two networks, easy -> hard view), consistency (two hard views: "
+                        "collapses)")
     t.add_argument("--losses", default="sup,sc,te,ti",
                    help="comma list from sup, sc, te, ti, elt (the paper's); gen, attr, elt_lm (the baselines)")
     t.add_argument("--labeled", type=float, default=0.05, help="labeled fraction of the training set")
@@ -128,7 +132,8 @@ def _train(args):
     spec = runs.DataSpec(train_json=args.train_json, val_json=args.val_json, test_json=args.test_json,
                          image_root=args.image_root, unlabeled_dir=args.unlabeled_dir, dlc_project=args.dlc)
     m = runs.run(cfg, args.out, spec, resume=args.resume, device=args.device)
-    print(f"{'PL' if cfg.method == 'pl' else '+'.join(cfg.losses)} at {cfg.labeled:g} labels: val {m['metric']} {m['val_pck']:.2f}, test "
+    name = {"standard": "+".join(cfg.losses), "pl": "PL"}.get(cfg.method, cfg.method)
+    print(f"{name} at {cfg.labeled:g} labels: val {m['metric']} {m['val_pck']:.2f}, test "
           f"{m['test_pck']:.2f} (best step {m['best_step']} of {m['steps']}, {m['seconds']:.0f} s) -> "
           f"{args.out}/metrics.json")
 
