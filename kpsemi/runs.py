@@ -127,8 +127,10 @@ def standard(cfg, out_dir, spec, resume, device, progress, stop_at):
 def warm_start(cfg, spec=None, progress=True):
     """None, or (run folder, steps, weights) of the supervised twin (config.supervised_twin) that a run with
     `init="supervised"` starts from. Only semi-supervised runs warm-start (unsupervised losses on unlabeled
-    images); the twin is trained first if no notebook or table has trained it yet."""
-    semi = (len(cfg.losses) > 1 or cfg.method != "standard") and cfg.labeled < 1.0
+    images: a label fraction below 1, or own data with unlabeled images, a folder or a DeepLabCut project's video
+    frames); the twin is trained first if no notebook or table has trained it yet."""
+    own_unlabeled = spec is not None and bool(spec.unlabeled_dir or spec.dlc_project)
+    semi = (len(cfg.losses) > 1 or cfg.method != "standard") and (cfg.labeled < 1.0 or own_unlabeled)
     if cfg.init == "scratch" or not semi:
         return None
     if cfg.init != "supervised":
