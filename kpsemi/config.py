@@ -63,6 +63,7 @@ class Config:
     patience: int = 10               # evaluations without val PCK improvement before stopping (or dropping lr)
     lr_drops: int = 0                # on a plateau first multiply lr by lr_drop_factor, this many times, then stop
     lr_drop_factor: float = 0.1
+    lr_drop_at: float = 0.0          # the first drop comes at this share of max_steps at the latest (0: plateaus only)
     amp: bool = True                 # mixed precision on CUDA
     seed: int = None                 # initialisation and sampling seed; None: the split seed (see run_seed)
     num_threads: int = 0             # torch CPU threads (0: torch's default)
@@ -85,7 +86,7 @@ PRESETS = {
                   batch_size=16, lr=1e-3, weights=CPU_WEIGHTS, max_steps=40, eval_every=20, patience=2),
     "demo": dict(synth_size="default", input_size=64, sigma=1.0, backbone="hrnet_tiny", pretrained=False,
                  batch_size=32, lr=1e-3, weights=CPU_WEIGHTS, max_steps=4000, eval_every=250, patience=2,
-                 lr_drops=1, init="supervised"),
+                 lr_drops=1, lr_drop_at=0.75, init="supervised"),
     "paper": dict(synth_size="default", input_size=256, backbone="hrnet_w32", pretrained=True, batch_size=32,
                   max_steps=100_000, eval_every=1000, patience=10, ema_decay=0.999),
 }

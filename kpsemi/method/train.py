@@ -15,8 +15,8 @@ The method's step (`Trainer`): draw labeled and unlabeled indices (batch_size la
 unlabeled_ratio unlabeled ones in a semi-supervised run) -> batch dict -> standard augmentation (rotation, scale,
 flip) -> if a loss needs it, a second view x' = g(x, s) by a random perspective warp -> the model on both views at
 once -> outputs dict (heatmaps, targets, z, KCN logits, ...) -> losses.total -> Adam. After `patience` evaluations
-without improvement of validation PCK, lower the learning rate (`lr_drops` times, by `lr_drop_factor`), then stop;
-or stop at `max_steps`.
+without improvement of validation PCK (or, the first time, at `lr_drop_at` x max_steps if that comes first), lower
+the learning rate (`lr_drops` times, by `lr_drop_factor`), then stop; or stop at `max_steps`.
 """
 import json
 import math
@@ -242,8 +242,9 @@ class TrainLoop:
                 self.save("best.pt", self.best_state())
             else:
                 self.bad += 1
-            if self.bad >= self.patience and self.drops < self.lr_drops:   # plateau: a lower learning rate first
-                self.drops, self.bad = self.drops + 1, 0
+            late = self.step >= getattr(self.cfg, "lr_drop_at", 0.0) * self.cfg.max_steps > 0 and not self.drops
+            if (self.bad >= self.patience or late) and self.drops < self.lr_drops:   # plateau or the last stretch:
+                self.drops, self.bad = self.drops + 1, 0                            # a lower learning rate first
                 for group in self.opt.param_groups:
                     group["lr"] *= self.lr_drop_factor
         self.save("last.pt")

@@ -43,12 +43,12 @@ class SynthConfig:
     seed: int = 0
     animals: tuple = (1, 1)          # min, max annotated animals per image (multi-animal scenes: e.g. (2, 5))
     scale: tuple = (0.4, 0.85)       # animal box side as a fraction of the image side (single animal)
-    p_occluder: float = 0.5
-    p_truncate: float = 0.15
-    p_distractor_animal: float = 0.4
+    p_occluder: float = 0.3
+    p_truncate: float = 0.1
+    p_distractor_animal: float = 0.3
     p_random_coat: float = 0.25   # an individual with a random coat colour / pattern
-    p_camouflage: float = 0.25    # background tinted with the animal's coat colour
-    clutter: tuple = (6, 20)
+    p_camouflage: float = 0.15    # background tinted with the animal's coat colour
+    clutter: tuple = (4, 14)
     version: int = 4              # generator version: a cached set (and a run) of another version is never reused
 
     @staticmethod
