@@ -1,10 +1,11 @@
 """Command line: `python -m kpsemi <command>`.
 
     python -m kpsemi quickstart [--preset demo] [--out results/quickstart]   # the main job on the embedded set
-    python -m kpsemi train --preset P --losses sup,sc,te,ti --labeled 0.05 --split-seed 0 --out DIR
+    python -m kpsemi train --preset P --losses sup,sc,te,ti --labeled 0.05 --split-seed 0 [--out DIR]
         [--data synthetic | --train-json F --val-json F --test-json F [--unlabeled-dir D] | --dlc PROJECT]
         [--unlabeled-fraction F] [--no-gt-in-unsup] [--weights sup=1e3,sc=0.5,te=1e2,ti=1e2] [--resume]
-        [--method standard | pl | mean_teacher | dual | consistency]
+        [--method standard | pl | mean_teacher | dual | consistency]   (a method with losses of its own ignores
+        --losses; without --out the run goes to its folder of the run cache, results/runs/)
     python -m kpsemi reproduce --table {1,2,3,4,fig3} --preset P [--datasets ...] [--seeds ...] --out DIR
     python -m kpsemi reproduce --table smp --preset P --root HONEYBEE [--train-sets train5,train25] [--seeds 0,1]
     python -m kpsemi data synth --out DIR [--size default|smoke|N] [--seed N] [--workers N]
@@ -95,7 +96,8 @@ def _add_train(sub):
     t.add_argument("--unlabeled-fraction", type=float, default=1.0, help="share of the unlabeled pool used")
     t.add_argument("--no-gt-in-unsup", action="store_true", help="unsupervised losses use predictions only")
     t.add_argument("--weights", default=None, help="loss weights, e.g. sup=1e3,sc=0.5,te=1e2,ti=1e2")
-    t.add_argument("--out", required=True)
+    t.add_argument("--out", default=None, help="the run's folder (default: its folder in the run cache, "
+                   "results/runs/<configuration>/, shared with the notebooks and reproduce; a killed run there resumes)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
     t.add_argument("--data", default="synthetic", help="synthetic | lsp | mpii | cub | atrw")
     t.add_argument("--train-json")
@@ -131,11 +133,12 @@ def _train(args):
         raise UserError(f"--labeled must be in (0, 1], got {cfg.labeled}")
     spec = runs.DataSpec(train_json=args.train_json, val_json=args.val_json, test_json=args.test_json,
                          image_root=args.image_root, unlabeled_dir=args.unlabeled_dir, dlc_project=args.dlc)
-    m = runs.run(cfg, args.out, spec, resume=args.resume, device=args.device)
+    out = args.out or runs.run_dir(cfg, spec)
+    m = runs.run(cfg, out, spec, resume=args.resume or args.out is None, device=args.device)
     name = {"standard": "+".join(cfg.losses), "pl": "PL"}.get(cfg.method, cfg.method)
     print(f"{name} at {cfg.labeled:g} labels: val {m['metric']} {m['val_pck']:.2f}, test "
           f"{m['test_pck']:.2f} (best step {m['best_step']} of {m['steps']}, {m['seconds']:.0f} s) -> "
-          f"{args.out}/metrics.json")
+          f"{out}/metrics.json")
 
 
 def _add_reproduce(sub):
