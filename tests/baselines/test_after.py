@@ -138,6 +138,71 @@ def _cfg(**kw):
     return config.get("smoke", **{"max_steps": 8, "eval_every": 4, "patience": 5, **kw})
 
 
+class FixedHeatmaps(nn.Module):
+    """A network whose heatmaps are one learnable (1, K, h, w) map P for every input, so a step's loss can be
+    computed by hand."""
+
+    def __init__(self, P):
+        super().__init__()
+        self.P = nn.Parameter(P.clone())
+
+    def forward(self, x):
+        return {"heatmaps": self.P.expand(x.shape[0], -1, -1, -1)}
+
+
+def _peak(K, row, col, value, h=16):
+    P = torch.zeros(1, K, h, h)
+    P[0, :, row, col] = value
+    return P
+
+
+def _trainer_with_a_known_warp(method, monkeypatch, tmp_path):
+    """A trainer of `method` on the smoke set whose strong warp H moves every heatmap one pixel to the right (16 x 16
+    maps: 2 / 16 = 0.125 in normalised units), the supervised weight 0 and the method's weight 1."""
+    own = config.METHOD_LOSSES[method][1]
+    cfg = config.canonical(_cfg(method=method, weights={"sup": 0.0, own: 1.0}))
+    shift = torch.tensor([[1.0, 0.0, 0.125], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    monkeypatch.setattr(views, "strong_homography", lambda B, c, g, dev: shift.expand(B, 3, 3).to(dev))
+    train, val, _, lab, unl = runs.load_data(cfg, progress=False)
+    tr = TRAINERS[method](cfg, train, val, lab, unl, str(tmp_path / method), progress=False)
+    return tr, train.meta.num_keypoints, own
+
+
+def test_mean_teacher_step_by_hand(tmp_path, smoke_dir, monkeypatch):
+    """Teacher: a peak of 1 at (5, 5) of every channel; student: 0.5 at (5, 6). H moves the teacher's peak to (5, 6),
+    so the only error is 0.5 there, over the 16 x 15 pixels that have a target (column 0 comes from outside):
+    L_mt = 0.5^2 / 240, dL/dP_student = 2 (0.5 - 1) / (K 240) at (5, 6), and nothing reaches the teacher."""
+    tr, K, own = _trainer_with_a_known_warp("mean_teacher", monkeypatch, tmp_path)
+    tr.teacher, tr.model = FixedHeatmaps(_peak(K, 5, 5, 1.0)), FixedHeatmaps(_peak(K, 5, 6, 0.5))
+    total, parts = tr.losses(tr.next_batch())
+    assert parts[own].item() == pytest.approx(0.25 / 240, rel=1e-6)
+    assert total.item() == pytest.approx(0.25 / 240, rel=1e-6)           # sup has weight 0 here
+    total.backward()
+    expected = torch.zeros(1, K, 16, 16)
+    expected[0, :, 5, 6] = 2 * (0.5 - 1.0) / (K * 240)
+    assert torch.allclose(tr.model.P.grad, expected, atol=1e-9)
+    assert tr.teacher.P.grad is None
+
+
+def test_dual_step_by_hand_each_network_is_taught_by_the_other(tmp_path, smoke_dir, monkeypatch):
+    """A: a peak of 0.5 at (5, 6); B: 1 at (5, 5); H moves every map one pixel to the right. A's target is B's map
+    moved, 1 at (5, 6): error 0.5 there, L_A = 0.25 / 240. B's target is A's map moved, 0.5 at (5, 7): errors 1 at
+    (5, 5) and 0.5 at (5, 7), L_B = 1.25 / 240 (self-teaching would give 0.5 / 240 and 2 / 240). The reported value
+    is their mean, the total their sum; each network's gradient comes from its own hard view only."""
+    tr, K, own = _trainer_with_a_known_warp("dual", monkeypatch, tmp_path)
+    tr.model, tr.model_b = FixedHeatmaps(_peak(K, 5, 6, 0.5)), FixedHeatmaps(_peak(K, 5, 5, 1.0))
+    total, parts = tr.losses(tr.next_batch())
+    assert parts[own].item() == pytest.approx((0.25 + 1.25) / 2 / 240, rel=1e-6)
+    assert total.item() == pytest.approx((0.25 + 1.25) / 240, rel=1e-6)
+    total.backward()
+    grad_a, grad_b = torch.zeros(1, K, 16, 16), torch.zeros(1, K, 16, 16)
+    grad_a[0, :, 5, 6] = 2 * (0.5 - 1.0) / (K * 240)
+    grad_b[0, :, 5, 5] = 2 * (1.0 - 0.0) / (K * 240)
+    grad_b[0, :, 5, 7] = 2 * (0.0 - 0.5) / (K * 240)
+    assert torch.allclose(tr.model.P.grad, grad_a, atol=1e-9)
+    assert torch.allclose(tr.model_b.P.grad, grad_b, atol=1e-9)
+
+
 def test_a_methods_loss_needs_its_method(tmp_path, smoke_dir):
     with pytest.raises(UserError, match="belongs to --method mean_teacher"):
         runs.run(_cfg(losses=("sup", "mt")), str(tmp_path / "x"), progress=False)
@@ -198,11 +263,17 @@ def test_warm_starts_student_teacher_and_both_dual_networks(tmp_path, smoke_dir,
         assert all(torch.equal(module.state_dict()[k], a[k]) for k in a)
 
 
-def test_train_cli_method_needs_no_other_flag(tmp_path, smoke_dir):
+def test_train_cli_method_needs_no_other_flag(tmp_path, smoke_dir, monkeypatch):
     env = {**os.environ, "KPSEMI_PRESET": "smoke", "KPSEMI_RESULTS": str(tmp_path / "results")}
-    r = subprocess.run([sys.executable, "-m", "kpsemi", "train", "--method", "consistency", "--max-steps", "4",
-                        "--out", str(tmp_path / "c")], capture_output=True, text=True, env=env)
+    r = subprocess.run([sys.executable, "-m", "kpsemi", "train", "--method", "consistency", "--max-steps", "4"],
+                       capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     assert "consistency at 0.05 labels" in r.stdout
-    m = json.load(open(tmp_path / "c" / "metrics.json"))
+    # without --out the run lands in its folder of the run cache, where runs.cached finds it
+    cfg = config.get("smoke", method="consistency", max_steps=4)
+    with monkeypatch.context() as mp:
+        mp.setenv("KPSEMI_RESULTS", env["KPSEMI_RESULTS"])
+        d = runs.run_dir(cfg)
+    assert r.stdout.strip().endswith(f"-> {d}/metrics.json")
+    m = json.load(open(os.path.join(d, "metrics.json")))
     assert m["losses"] == ["sup", "cons"] and m["config"]["weights"]["cons"] == config.METHOD_WEIGHTS["cons"]
