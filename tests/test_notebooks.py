@@ -60,6 +60,7 @@ EXPECTED = {
                            **{f"gap_closed_{r}_{w}": ANY for r in ("mean_teacher", "dual") for w in ("seed0", "mean")},
                            **{f"energy_{r}_{w}": (-1.0, 2.0) for r in ("consistency", "mean_teacher", "dual")
                               for w in ("first", "last")},
+                           **{f"energy_share_{r}": ANY for r in ("consistency", "mean_teacher", "dual")},
                            "seeds": (1, 1)},
 }
 # what a notebook records only where ../shared holds a dataset: {notebook: (dataset, {key: range})}

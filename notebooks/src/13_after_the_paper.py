@@ -37,6 +37,7 @@ import torch
 import kpsemi
 from kpsemi import config, draw, runs
 from kpsemi.baselines import views
+from kpsemi.data.sources import dlc
 from kpsemi.method import heatmaps, models
 from kpsemi.method.train import augment
 from kpsemi.repro import report
@@ -51,9 +52,9 @@ print(f"preset {cfg.preset}: {cfg.backbone} at {cfg.input_size} px, up to {cfg.m
 # ## Two views of one unlabeled crop
 #
 # Every view starts from the **weak view** x: the standard augmentation of every run (rotation, scale, flip). A
-# **strong view** is x_s = J(T_H(x)): a further random perspective warp H, larger than TE's g (rotation ±40°, scale
-# 0.75–1.25, corners moved by up to a tenth of the side at the CPU presets; config `strong_*`), then photometric
-# jitter J (brightness, contrast, saturation). H is known, so the heatmaps predicted on x move into the frame of
+# **strong view** is x_s = J(T_H(x)): a further random perspective warp H, larger than TE's g (rotation, scale and
+# corner shifts from the config's `strong_*` fields, printed below), then photometric jitter J (brightness,
+# contrast, saturation). H is known, so the heatmaps predicted on x move into the frame of
 # x_s by the same warp, T_H(h). Pixels of x_s that come from outside x have no target (a mask m, a ones image warped
 # by H).
 #
@@ -63,12 +64,13 @@ print(f"preset {cfg.preset}: {cfg.backbone} at {cfg.input_size} px, up to {cfg.m
 #   \big(f_\theta(x_s)_{k,p} - T_H(f_{\bar\theta}(x))_{k,p}\big)^2, \qquad
 #   \bar\theta \leftarrow \alpha\,\bar\theta + (1-\alpha)\,\theta \text{ after every step}$$
 #
-# with α = `ema_decay` (0.99 at the CPU presets, 0.999 at the paper preset) over every parameter and BatchNorm
-# statistic. The teacher predicts in eval mode without gradient; it is the model that is validated, early-stopped
+# with α = `ema_decay` (printed below; the paper preset sets a slower teacher than the CPU presets) over every
+# parameter and BatchNorm statistic. The teacher predicts in eval mode without gradient; it is the model that is validated, early-stopped
 # and tested.
 #
-# **dual.** Networks A and B. The hard view of each is x_s with **Joint Cutout**: squares of a quarter of the crop
-# side, filled with the mean colour, centred on three of the keypoints the *other* network predicts on x, moved by H:
+# **dual.** Networks A and B. The hard view of each is x_s with **Joint Cutout**: squares (side `cutout_size` × the
+# crop side), filled with the mean colour, centred on `cutout_joints` of the keypoints the *other* network predicts
+# on x, moved by H:
 #
 # $$L_A = w_\text{sup} L_\text{sup}(A) + w_\text{dual}\,\big\|A(x_h^{B}) - T_H(B(x))\big\|^2_m, \qquad
 #   L_B = w_\text{sup} L_\text{sup}(B) + w_\text{dual}\,\big\|B(x_h^{A}) - T_H(A(x))\big\|^2_m$$
@@ -79,7 +81,8 @@ print(f"preset {cfg.preset}: {cfg.backbone} at {cfg.input_size} px, up to {cfg.m
 # **consistency.** Two strong views x_1 = J(T_{H_1}(x)), x_2 = J(T_{H_2}(x)), both with gradient, view 2's
 # heatmaps moved into view 1's frame by H_1 H_2^{-1}: $\|f(x_1) - T_{H_1 H_2^{-1}}(f(x_2))\|^2_m$.
 #
-# Below: four unlabeled training crops. The teacher here is the supervised 5 % model (where both methods start).
+# Below: four unlabeled training crops. The teacher here is the supervised model at this labeled fraction (where
+# both methods start with `init="supervised"`, the demo preset's setting).
 
 # %%
 base = config.get(cfg.preset, labeled=labeled, split_seed=seeds[0])
@@ -88,6 +91,11 @@ teacher, tc, _ = models.load_model(f"{sup_dir}/best.pt")
 train_set, _, _, lab_idx, unl_idx = runs.load_data(base, progress=False)
 g = torch.Generator().manual_seed(0)
 dual_cfg = config.canonical(config.get(cfg.preset, method="dual"))                  # its strong_* and cutout_*
+mt_cfg = config.canonical(config.get(cfg.preset, method="mean_teacher"))
+print(f"strong view: rotation ±{dual_cfg.strong_rotation:g}°, scale {dual_cfg.strong_scale[0]:g}–"
+      f"{dual_cfg.strong_scale[1]:g}, corners moved by up to {dual_cfg.strong_corner:g} of the side, jitter "
+      f"±{dual_cfg.strong_jitter:g}; ema_decay {mt_cfg.ema_decay:g}; Joint Cutout: {dual_cfg.cutout_joints} squares "
+      f"of side {dual_cfg.cutout_size:g} × {cfg.input_size} px; init {base.init!r}")
 x, _, _ = augment(train_set.batch(unl_idx[:4]), base, train_set.meta, g)           # weak views (4, 3, S, S)
 x_s, H = views.strong_view(x, dual_cfg, g)                                          # strong views, warps H
 with torch.no_grad():
@@ -142,15 +150,15 @@ for name in ROWS:
     row = {"method": name, **{f"seed {s}": round(p, 2) for s, p in zip(seeds, pck)},
            "mean": round(float(np.mean(pck)), 2), "std": round(float(np.std(pck, ddof=1)), 2) if len(pck) > 1 else ""}
     if name != "supervised":
-        row["gap closed % (seed %d)" % seeds[0]] = round(gap(name, seeds[0]), 1)
+        row[f"gap closed % (seed {seeds[0]})"] = round(gap(name, seeds[0]), 1)
         row["gap closed % (mean)"] = round(float(np.mean([gap(name, s) for s in seeds])), 1)
     table.append(row)
 table.append({"method": "supervised, 100 % labeled", **{f"seed {s}": round(full[s]["test_pck"], 2) for s in seeds},
               "mean": round(float(np.mean([full[s]["test_pck"] for s in seeds])), 2)})
-print(draw.markdown(table))
+print(draw.markdown(table, columns=list(table[1])))                 # the columns of a semi-supervised row
 fig, ax = plt.subplots(figsize=(7, 3.4))
 means = [np.mean([res[n, s]["test_pck"] for s in seeds]) for n in ROWS]
-ax.barh(list(ROWS), means, color=["#999"] + ["#1f77b4"] * 5 + ["#d62728"] * 2)
+ax.barh(list(ROWS), means, color=["#999"] + ["#1f77b4"] * (len(ROWS) - 3) + ["#d62728"] * 2)
 ax.axvline(np.mean([full[s]["test_pck"] for s in seeds]), color="k", ls="--", label="supervised, 100 % labeled")
 ax.invert_yaxis()
 ax.set_xlabel(f"test PCK@0.1 (%), {labeled:.0%} labeled, mean over split seeds {seeds}")
@@ -168,9 +176,12 @@ plt.show()
 # heatmap's maximum (a perfect Gaussian peak is 1) — on the unlabeled views the network learns from and on the
 # labeled crops, averaged over the steps between two evaluations.
 #
-# The `consistency` run below uses the setting in `collapse` (the consistency weight in `weights["cons"]`); the
-# `mean_teacher` and `dual` curves are the Table 1 runs of the first split seed, which teach from an easy (weak)
-# view to a hard (strong) one.
+# The `consistency` run below uses the setting in `collapse`: from scratch (so nothing but the consistency loss
+# holds the unlabeled heatmaps up or down beyond what the labeled crops teach) and a consistency weight
+# `weights["cons"]` above the supervised one; the `mean_teacher` and `dual` curves are the Table 1 runs of the first
+# split seed, which teach from an easy (weak) view to a hard (strong) one. The first and last values are printed
+# under the plot and in the closing note. At the smoke preset the runs last a few dozen steps: the curves there
+# only show that the energies are measured and recorded; the comparison needs the demo or paper preset.
 
 # %%
 collapse = dict(method="consistency", init="scratch", weights={**cfg.weights, "cons": 1e4})
@@ -199,13 +210,16 @@ a.set_ylabel("mean heatmap maximum")
 a.legend(fontsize=7)
 plt.tight_layout()
 plt.show()
-energy = {name: (h[0]["energy_unlabeled"], h[-1]["energy_unlabeled"]) for name, h in curves.items()}
-for name, (first, last) in energy.items():
-    print(f"{name}: unlabeled heatmap energy {first:.3f} at the first evaluation, {last:.3f} at the last")
+# (unlabeled energy at the first and at the last evaluation, labeled energy at the last)
+energy = {name: (h[0]["energy_unlabeled"], h[-1]["energy_unlabeled"], h[-1]["energy_labeled"])
+          for name, h in curves.items()}
+for name, (first, last, lab) in energy.items():
+    print(f"{name}: unlabeled heatmap energy {first:.3f} at the first evaluation, {last:.3f} at the last "
+          f"({last / lab:.2f} × the labeled crops' {lab:.3f})")
 
 # %% [markdown]
-# What `consistency` predicts on the four unlabeled crops above at its last step (bottom), beside the supervised 5 %
-# model it would otherwise resemble (top); heatmaps over the crop on one colour scale, 0 to 1 (a perfect peak).
+# What `consistency` predicts on the four unlabeled crops above at its last step (bottom), beside the supervised
+# model at the same labeled fraction (top); heatmaps over the crop on one colour scale, 0 to 1 (a perfect peak).
 
 # %%
 cons_model, _, _ = models.load_model(f"{cons_dir}/best.pt")
@@ -226,12 +240,12 @@ plt.show()
 # ## A second real case: the mirror-mouse DeepLabCut project
 #
 # When `../shared/datasets/mirror-mouse` (beside the repository) is present — a DeepLabCut project of one mouse
-# seen from the top and in a mirror, 90 labeled frames, 17 keypoints and a video — the supervised model on its
-# labeled training frames meets the best semi-supervised row of the table above that learns from the project's
-# video frames as unlabeled images (PL is left out: it pseudo-labels the split's unlabeled images, and every
-# labeled frame is used here). Frames sampled from the video are the unlabeled images; the split (80/10/10 of the
-# labeled frames) is the project's seeded one, so the test set has nine frames: compare pixel errors as well as
-# PCK.
+# seen from the top and in a mirror, labeled frames and a video — the supervised model on its labeled training
+# frames meets the best semi-supervised row of the table above, which learns from frames sampled from the
+# project's video as unlabeled images (PL is left out: it pseudo-labels the split's unlabeled images, and every
+# labeled frame is used here). The split of the labeled frames is the project's seeded train/val/test split; the
+# frame and keypoint counts are printed below. The test set is small: compare pixel errors as well as PCK. Without
+# the folder (a fresh clone has no `../shared`) the section is skipped.
 
 # %%
 example = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(kpsemi.__file__)), "..", "..", "shared",
@@ -239,6 +253,10 @@ example = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(kpsemi._
 mouse = {}
 if os.path.isdir(example):
     best = max((r for r in SEMI if r != "PL"), key=lambda r: np.mean([res[r, s]["test_pck"] for s in seeds]))
+    mouse_meta, mouse_frames = dlc.load_project(example)
+    print(f"mirror-mouse: {len(mouse_frames)} labeled frames, {mouse_meta.num_keypoints} keypoints; train / val / test "
+          f"{' / '.join(str(len(dlc.load_split(example, p, seed=base.data_seed)[1])) for p in ('train', 'val', 'test'))}"
+          f" frames; the semi-supervised row: {best}")
     spec = runs.DataSpec(dlc_project=example, video_frames=config.by_preset(cfg.preset, smoke=16, demo=500,
                                                                             paper=500))
     steps = config.by_preset(cfg.preset, smoke=20, demo=None, paper=None)
@@ -270,11 +288,12 @@ for name in SEMI:
                  f"split seed {seeds[0]}, {np.mean([gap(name, s) for s in seeds]):.0f} % on the mean of the seeds.")
 above = [n for n in SEMI if np.mean([res[n, s]["test_pck"] for s in seeds]) > sup_mean]
 lines.append(f"Rows above supervised on the mean: {', '.join(above) or 'none'}.")
-lines.append(f"Collapse: the unlabeled heatmap energy of consistency goes from "
-             f"{energy['consistency (two hard views)'][0]:.3f} to {energy['consistency (two hard views)'][1]:.3f}; "
-             f"mean_teacher's from {energy['mean_teacher (weak -> strong)'][0]:.3f} to "
-             f"{energy['mean_teacher (weak -> strong)'][1]:.3f}, dual's from {energy['dual (easy -> hard)'][0]:.3f} "
-             f"to {energy['dual (easy -> hard)'][1]:.3f}.")
+lines.append("Unlabeled heatmap energy, first -> last evaluation (last as a share of the labeled crops' energy): "
+             + "; ".join(f"{name.split(' ')[0]} {e[0]:.3f} -> {e[1]:.3f} ({e[1] / e[2]:.2f})"
+                         for name, e in energy.items()) + ".")
+if cfg.preset == "smoke":
+    lines.append("At the smoke preset every run lasts a few dozen steps: these numbers check the pipeline and say "
+                 "nothing about the methods.")
 if mouse:
     (n0, m0), (n1, m1) = mouse.items()
     lines.append(f"Mirror-mouse: {n0} {m0['test_pck']:.2f} PCK / {m0['test_pixel_error']:.2f} px, {n1} "
@@ -285,11 +304,14 @@ print("\n".join(lines))
 report.record({**{f"test_pck_{n.split(' ')[0].lower()}": float(np.mean([res[n, s]["test_pck"] for s in seeds]))
                   for n in ROWS},
                "test_pck_supervised_100": float(full_mean),
-               "gap_closed_mean_teacher_seed0": gap("mean_teacher", seeds[0]), "gap_closed_dual_seed0": gap("dual", seeds[0]),
+               "gap_closed_mean_teacher_seed0": gap("mean_teacher", seeds[0]),
+               "gap_closed_dual_seed0": gap("dual", seeds[0]),
                "gap_closed_mean_teacher_mean": float(np.mean([gap("mean_teacher", s) for s in seeds])),
                "gap_closed_dual_mean": float(np.mean([gap("dual", s) for s in seeds])),
                **{f"energy_{k}_{w}": v[i] for k, v in zip(("consistency", "mean_teacher", "dual"), energy.values())
                   for i, w in enumerate(("first", "last"))},
+               **{f"energy_share_{k}": v[1] / v[2] for k, v in zip(("consistency", "mean_teacher", "dual"),
+                                                                  energy.values())},
                "seeds": len(seeds),
                **({"mouse_test_pck_supervised": mouse["supervised"]["test_pck"],
                    "mouse_test_pck_semi": list(mouse.values())[1]["test_pck"],
