@@ -1,9 +1,11 @@
 """Command line: `python -m kpsemi <command>`.
 
     python -m kpsemi quickstart [--preset demo] [--out results/quickstart]   # the main job on the embedded set
-    python -m kpsemi train --preset P --losses sup,sc,te,ti --labeled 0.05 --split-seed 0 --out DIR
+    python -m kpsemi train --preset P --losses sup,sc,te,ti --labeled 0.05 --split-seed 0 [--out DIR]
         [--data synthetic | --train-json F --val-json F --test-json F [--unlabeled-dir D] | --dlc PROJECT]
         [--unlabeled-fraction F] [--no-gt-in-unsup] [--weights sup=1e3,sc=0.5,te=1e2,ti=1e2] [--resume]
+        [--method standard | pl | mean_teacher | dual | consistency]   (a method with losses of its own ignores
+        --losses; without --out the run goes to its folder of the run cache, results/runs/)
         [--pretrained-weights PATH [--pretrained-sha256 HEX]]
     torchrun --standalone --nproc_per_node=N -m kpsemi train ...             # one run on N processes (DDP)
     python -m kpsemi reproduce --table {1,2,3,4,fig3} --preset P [--datasets ...] [--seeds ...] [--rows ...] --out DIR
@@ -102,8 +104,11 @@ def _use_pretrained(args):
 def _add_train(sub):
     t = sub.add_parser("train", help="train one run and write DIR/metrics.json")
     t.add_argument("--preset", default=None, help="smoke | demo | paper (default: $KPSEMI_PRESET or demo)")
-    t.add_argument("--method", default="standard", choices=["standard", "pl"],
-                   help="standard: train with --losses; pl: pseudo-labels (teacher, confident labels, retrain)")
+    t.add_argument("--method", default="standard", choices=["standard", "pl", "mean_teacher", "dual", "consistency"],
+                   help="standard: train with --losses; pl: pseudo-labels (teacher, confident labels, retrain); "
+                        "after the paper, with losses of their own: mean_teacher (EMA teacher, weak -> strong view), "
+                        "dual (Xie et al. 2021: two networks, easy -> hard view), consistency (two hard views: "
+                        "collapses)")
     t.add_argument("--losses", default="sup,sc,te,ti",
                    help="comma list from sup, sc, te, ti, elt (the paper's); gen, attr, elt_lm (the baselines)")
     t.add_argument("--labeled", type=float, default=0.05, help="labeled fraction of the training set")
@@ -111,7 +116,8 @@ def _add_train(sub):
     t.add_argument("--unlabeled-fraction", type=float, default=1.0, help="share of the unlabeled pool used")
     t.add_argument("--no-gt-in-unsup", action="store_true", help="unsupervised losses use predictions only")
     t.add_argument("--weights", default=None, help="loss weights, e.g. sup=1e3,sc=0.5,te=1e2,ti=1e2")
-    t.add_argument("--out", required=True)
+    t.add_argument("--out", default=None, help="the run's folder (default: its folder in the run cache, "
+                   "results/runs/<configuration>/, shared with the notebooks and reproduce; a killed run there resumes)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
     t.add_argument("--data", default="synthetic", help="synthetic | lsp | mpii | cub | atrw")
     t.add_argument("--train-json")
@@ -153,12 +159,14 @@ def _train(args):
     _use_pretrained(args)
     spec = runs.DataSpec(train_json=args.train_json, val_json=args.val_json, test_json=args.test_json,
                          image_root=args.image_root, unlabeled_dir=args.unlabeled_dir, dlc_project=args.dlc)
-    m = runs.run(cfg, args.out, spec, resume=args.resume, device=args.device)
+    out = args.out or runs.run_dir(cfg, spec)
+    m = runs.run(cfg, out, spec, resume=args.resume or args.out is None, device=args.device)
     if not distributed.context().main:          # under torchrun rank 0 reports
         return
-    print(f"{'PL' if cfg.method == 'pl' else '+'.join(cfg.losses)} at {cfg.labeled:g} labels: val {m['metric']} {m['val_pck']:.2f}, test "
+    name = {"standard": "+".join(cfg.losses), "pl": "PL"}.get(cfg.method, cfg.method)
+    print(f"{name} at {cfg.labeled:g} labels: val {m['metric']} {m['val_pck']:.2f}, test "
           f"{m['test_pck']:.2f} (best step {m['best_step']} of {m['steps']}, {m['seconds']:.0f} s"
-          + (f", {m['world_size']} processes" if m.get("world_size", 1) > 1 else "") + f") -> {args.out}/metrics.json")
+          + (f", {m['world_size']} processes" if m.get("world_size", 1) > 1 else "") + f") -> {out}/metrics.json")
 
 
 def _add_reproduce(sub):

@@ -34,7 +34,8 @@ class Config:
     embed_dim: int = 64              # C of the semantic keypoint representation
     head_channels: int = 64          # width of the heatmap neck (at least K is used; 0: HRNet's head; models.py)
     # method
-    method: str = "standard"         # a key of runs.METHODS: standard (the losses below) | pl (pseudo-labels)
+    method: str = "standard"         # a key of runs.METHODS: standard (the losses below) | pl (pseudo-labels) |
+                                     # mean_teacher | dual | consistency (after the paper: METHOD_LOSSES, below)
     pl_threshold: float = 0.5        # PL: keep a pseudo keypoint when its ensembled heatmap peak reaches this
     losses: tuple = ("sup", "sc", "te", "ti")
     weights: dict = field(default_factory=lambda: {"sup": 1e3, "sc": 0.5, "te": 1e2, "ti": 1e2, "elt": 1e2,
@@ -66,6 +67,14 @@ class Config:
     amp: bool = True                 # mixed precision on CUDA
     seed: int = None                 # initialisation and sampling seed; None: the split seed (see run_seed)
     num_threads: int = 0             # torch CPU threads (0: torch's default)
+    # the methods after the paper (kpsemi/baselines/ mean_teacher.py, dual.py, consistency.py; notebook 13)
+    ema_decay: float = 0.99          # mean_teacher: teacher <- a * teacher + (1 - a) * student after each step
+    strong_rotation: float = 40.0    # the strong (hard) view, a further warp of the standard view: rotation (deg),
+    strong_scale: tuple = (0.75, 1.25)   # scale,
+    strong_corner: float = 0.1       # perspective (each corner moves by up to this fraction of the side)
+    strong_jitter: float = 0.3       # and photometric jitter (brightness, contrast, saturation x U[1 - j, 1 + j])
+    cutout_joints: int = 3           # dual's Joint Cutout: squares centred on this many keypoints predicted on the
+    cutout_size: float = 0.25        # easy view, of this fraction of the crop side
 
 
 # CPU presets: 64-px inputs (16x16 heatmaps, so sigma 1), lr 1e-3 (1e-4 is too slow for a few thousand steps) and
@@ -79,8 +88,12 @@ PRESETS = {
                  batch_size=32, lr=1e-3, weights=CPU_WEIGHTS, max_steps=4000, eval_every=250, patience=2,
                  lr_drops=1, lr_drop_at=0.75, init="supervised"),
     "paper": dict(synth_size="default", input_size=256, backbone="hrnet_w32", pretrained=True, batch_size=32,
-                  max_steps=100_000, eval_every=1000, patience=10),
+                  max_steps=100_000, eval_every=1000, patience=10, ema_decay=0.999),
 }
+# the methods after the paper train with losses of their own (kpsemi/baselines/losses.py), whatever `losses` says,
+# and read their weight under its own key (filled in from METHOD_WEIGHTS when a config lacks it)
+METHOD_LOSSES = {"mean_teacher": ("sup", "mt"), "dual": ("sup", "dual"), "consistency": ("sup", "cons")}
+METHOD_WEIGHTS = {"mt": 1e3, "dual": 1e3, "cons": 1e3}
 
 
 def preset_name(default="demo"):
@@ -123,16 +136,27 @@ def run_seed(cfg):
 # fields that only a semi-supervised run (or the method on top of a supervised one) reads
 _SEMI_ONLY = ("method", "pl_threshold", "weights", "init", "gt_in_unsup", "te_detach", "repr_grad_to_heatmaps",
               "unlabeled_fraction", "unlabeled_ratio", "g_corner", "g_rotation")
+# fields that only some methods read: a run of any other method has them at their defaults
+_AFTER = ("mean_teacher", "dual", "consistency")
+_METHOD_ONLY = {"ema_decay": ("mean_teacher",), "strong_rotation": _AFTER, "strong_scale": _AFTER,
+                "strong_corner": _AFTER, "strong_jitter": _AFTER, "cutout_joints": ("dual",), "cutout_size": ("dual",)}
 
 
 def canonical(cfg):
-    """`cfg` with the fields its run does not read set to fixed values: for a supervised run (losses ("sup",),
-    method standard) every semi-only field, and of the weights only "sup". Runs are cached under their canonical
-    config, so the supervised row of every table, PL's teacher and the start of a warm-started run are one run,
-    whatever the semi-supervised settings around them."""
+    """`cfg` with the fields its run does not read set to fixed values: the fields of other methods (_METHOD_ONLY)
+    at their defaults; for a method with losses of its own (METHOD_LOSSES) those losses and its weight; for a
+    supervised run (losses ("sup",), method standard) every semi-only field, and of the weights only "sup". Runs
+    are cached under their canonical config, so the supervised row of every table, PL's teacher and the start of a
+    warm-started run are one run, whatever the semi-supervised settings around them, and a preset value of one
+    method's field leaves the other methods' run names as they are."""
+    base = Config()
+    own = METHOD_LOSSES.get(cfg.method)
+    if own:
+        cfg = replace(cfg, losses=own, weights={**{n: METHOD_WEIGHTS[n] for n in own if n in METHOD_WEIGHTS},
+                                                **cfg.weights})
+    cfg = replace(cfg, **{k: getattr(base, k) for k, methods in _METHOD_ONLY.items() if cfg.method not in methods})
     if tuple(cfg.losses) != ("sup",) or cfg.method != "standard":
         return cfg
-    base = Config()
     return replace(cfg, **{k: getattr(base, k) for k in _SEMI_ONLY if k != "weights"},
                    weights={"sup": cfg.weights["sup"]})
 

@@ -56,8 +56,9 @@ def keypoints(ax, img, kp, meta=None, skeleton=None, colours=None, marker="o", s
     return ax
 
 
-def heatmap_overlay(ax, img, hm, alpha=0.55, cmap="jet", title=None):
-    """Image with a heatmap (h, w) (or (K, h, w), max over K) upsampled over it."""
+def heatmap_overlay(ax, img, hm, alpha=0.55, cmap="jet", title=None, vmax=None):
+    """Image with a heatmap (h, w) (or (K, h, w), max over K) upsampled over it; colours from 0 to `vmax` (default:
+    the map's own maximum)."""
     img = _np_image(img)
     hm = hm.detach().float().cpu() if isinstance(hm, torch.Tensor) else torch.as_tensor(hm, dtype=torch.float32)
     if hm.dim() == 3:
@@ -65,7 +66,7 @@ def heatmap_overlay(ax, img, hm, alpha=0.55, cmap="jet", title=None):
     up = torch.nn.functional.interpolate(hm[None, None], size=img.shape[:2], mode="bilinear",
                                          align_corners=False)[0, 0].numpy()
     ax.imshow(img)
-    ax.imshow(up, cmap=cmap, alpha=alpha, vmin=0, vmax=max(1e-6, float(up.max())))
+    ax.imshow(up, cmap=cmap, alpha=alpha, vmin=0, vmax=vmax if vmax is not None else max(1e-6, float(up.max())))
     ax.set_axis_off()
     if title:
         ax.set_title(title, fontsize=8)

@@ -10,9 +10,10 @@ reproduction grid call.
   files (`DataSpec(train_json=...)`, a label fraction then picks the labeled images of the train JSON, the rest
   become unlabeled, plus an optional folder of unlabeled images), or a DeepLabCut project (+ frames sampled from its
   videos).
-- **Methods**: `METHODS` maps `cfg.method` to how a run of it trains: "standard" (the losses of `cfg.losses`) and
-  "pl" (pseudo-labels: a cached supervised teacher, confident pseudo-labels, a student). A new method is one
-  function `(cfg, out_dir, spec, resume, device, progress, stop_at) -> metrics` and one entry.
+- **Methods**: `METHODS` maps `cfg.method` to how a run of it trains: "standard" (the losses of `cfg.losses`),
+  "pl" (pseudo-labels: a cached supervised teacher, confident pseudo-labels, a student) and the methods after the
+  paper, "mean_teacher", "dual" and "consistency" (their trainers: kpsemi/baselines/, `baselines.TRAINERS`). A new
+  method is one function `(cfg, out_dir, spec, resume, device, progress, stop_at) -> metrics` and one entry.
 - **The run cache**: `run_dir(cfg, spec)` names a folder under results/runs/ by the hash of the config (+ own data,
   + the embedded set's version); `cached` reuses a finished run there or trains (resuming a killed one). What a
   folder already holds follows one policy (kpsemi/method/train.py's `finished_run`): a finished run of another
@@ -25,14 +26,14 @@ reproduction grid call.
 """
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 import kpsemi.baselines  # noqa: F401  (registers the baselines' losses: every run can use them)
 from kpsemi import config as C
 from kpsemi import data
-from kpsemi.baselines import pseudo
+from kpsemi.baselines import TRAINERS, pseudo
 from kpsemi.data import crops, splits
 from kpsemi.data.crops import KeypointData
 from kpsemi.data.sources import coco, dlc
@@ -134,8 +135,10 @@ def standard(cfg, out_dir, spec, resume, device, progress, stop_at):
 def warm_start(cfg, spec=None, progress=True):
     """None, or (run folder, steps, weights) of the supervised twin (config.supervised_twin) that a run with
     `init="supervised"` starts from. Only semi-supervised runs warm-start (unsupervised losses on unlabeled
-    images); the twin is trained first if no notebook or table has trained it yet."""
-    semi = (len(cfg.losses) > 1 or cfg.method != "standard") and cfg.labeled < 1.0
+    images: a label fraction below 1, or own data with unlabeled images, a folder or a DeepLabCut project's video
+    frames); the twin is trained first if no notebook or table has trained it yet."""
+    own_unlabeled = spec is not None and bool(spec.unlabeled_dir or spec.dlc_project)
+    semi = (len(cfg.losses) > 1 or cfg.method != "standard") and (cfg.labeled < 1.0 or own_unlabeled)
     if cfg.init == "scratch" or not semi:
         return None
     if cfg.init != "supervised":
@@ -179,16 +182,35 @@ def pseudo_labels(cfg, out_dir, spec, resume, device, progress, stop_at):
     return m
 
 
-METHODS = {"standard": standard, "pl": pseudo_labels}      # cfg.method -> how a run of it trains
+def after_paper(cfg, out_dir, spec, resume, device, progress, stop_at):
+    """mean_teacher, dual, consistency (kpsemi/baselines/): the method's trainer on the same data, labels and
+    schedule, warm-started from the supervised twin with init="supervised" (mean_teacher: student and teacher;
+    dual: network A, and network B from the supervised run with the same labels and seed run_seed + 1000)."""
+    init = warm_start(cfg, spec, progress)
+    kw = {}
+    if cfg.method == "dual" and init:
+        second = warm_start(replace(cfg, seed=C.run_seed(cfg) + 1000), spec, progress)
+        kw["init_weights_b"] = second[2]
+    train, val, test, labeled, unlabeled = load_data(cfg, spec, progress)
+    m = train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume, device, progress, stop_at, init,
+                       trainer=TRAINERS[cfg.method], **kw)
+    if m is not None and kw:
+        m["init_from_b"] = second[0]
+        write_json_atomic(m, os.path.join(out_dir, "metrics.json"), indent=1)
+    return m
+
+
+# cfg.method -> how a run of it trains
+METHODS = {"standard": standard, "pl": pseudo_labels, **{name: after_paper for name in TRAINERS}}
 
 
 def train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume=False, device=None, progress=True,
-                   stop_at=None, init=None):
-    """The Trainer on given data (started from init = warm_start(...) if given), then test PCK at the best
-    validation checkpoint -> metrics.json."""
+                   stop_at=None, init=None, trainer=Trainer, **trainer_kw):
+    """The Trainer (or `trainer`, given `trainer_kw`) on given data (started from init = warm_start(...) if given),
+    then test PCK at the best validation checkpoint -> metrics.json."""
     t0 = time.time()
-    tr = Trainer(cfg, train, val, labeled, unlabeled, out_dir, device=device, progress=progress,
-                 init_weights=init[2] if init else None)
+    tr = trainer(cfg, train, val, labeled, unlabeled, out_dir, device=device, progress=progress,
+                 init_weights=init[2] if init else None, **trainer_kw)
     if resume and tr.resume() and progress:
         print(f"resumed {out_dir} at step {tr.step}")
     tr.fit(stop_at=stop_at)
@@ -211,7 +233,7 @@ def train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume=Fa
          "n_unlabeled": len(unlabeled) if tr.semi else 0, "device": tr.device,
          "init_from": init[0] if init else None, "init_steps": init[1] if init else 0,
          "world_size": tr.dist.world_size, "pretrained_loaded": tr.model.kln.pretrained["loaded"],
-         "pretrained_sha256": tr.model.kln.pretrained.get("sha256"), "machine": machine(),
+         "pretrained_sha256": tr.model.kln.pretrained.get("sha256"), "machine": machine(), **tr.run_metrics(),
          "config": C.to_dict(cfg)}
     write_json_atomic(m, os.path.join(out_dir, "metrics.json"), indent=1)
     return tr.dist.broadcast(m)

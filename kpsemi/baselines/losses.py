@@ -12,6 +12,15 @@
 - **elt_lm** (Honari et al.): || T(L(x)) - L(T(x)) ||^2 on soft-argmax coordinates (Seq-MT's L+ELT rows); the heatmap
   form the Moskvyak paper compares with is the method's `elt`.
 
+- **mt**, **dual** (mean_teacher.py, dual.py): a teaching network's heatmaps on the weak (easy) view, moved into the
+  frame of the strong (hard) view, are the target of the student's heatmaps there; the target passes no gradient.
+- **cons** (consistency.py): the same squared difference between two equally hard views, both with gradient (the
+  setting that collapses).
+
+The last three read keys their methods' trainers build (views.ViewTrainer.outputs): unl (N, K, h, w) the heatmaps
+on the unlabeled views, unl_target (N, K, h, w) the target in their frame, unl_valid (N, 1, h, w) 1 where a pixel
+has a target; `method=` ties each to its trainer.
+
 PL (pseudo-labels) is a two-stage method of its own: see pseudo.py and kpsemi/runs.py.
 """
 import torch
@@ -75,6 +84,28 @@ def kept_landmarks(out):
     return (_landmarks_moved(out)[0][..., 2] > 0).sum()
 
 
+def _masked_mse(pred, target, valid):
+    """The mean of (pred - target)^2 over the pixels that have a target: pred, target (N, K, h, w), valid
+    (N, 1, h, w) in {0, 1}; sum(valid * (pred - target)^2) / (K * sum(valid)), 0 when no pixel has one."""
+    K = pred.shape[1]
+    return (valid * (pred - target) ** 2).sum() / (K * valid.sum()).clamp_min(1.0)
+
+
+def teacher_consistency(out):
+    """mt and dual: || student(x_hard) - H(teacher(x_easy)) ||^2 over the pixels of the hard view that come from the
+    easy one, the teacher's side detached (it teaches, it does not learn from this loss)."""
+    return _masked_mse(out["unl"].float(), out["unl_target"].detach().float(), out["unl_valid"])
+
+
+def view_consistency(out):
+    """cons: || f(x_1) - M(f(x_2)) ||^2 between two equally hard views of an unlabeled crop, view 2's heatmaps moved
+    into view 1's frame, over the pixels that have a counterpart; both sides pass gradient."""
+    return _masked_mse(out["unl"].float(), out["unl_target"].float(), out["unl_valid"])
+
+
 register("gen", generation, second_view=True, head=heads.decoder, outputs=heads.gen_outputs)
 register("attr", attributes, head=heads.attribute_head, outputs=heads.attr_outputs, count=known_attributes)
 register("elt_lm", landmark_elt, second_view=True, count=kept_landmarks)
+register("mt", teacher_consistency, method="mean_teacher")
+register("dual", teacher_consistency, method="dual")
+register("cons", view_consistency, method="consistency")

@@ -16,7 +16,8 @@ Each loss takes the step's outputs dict (built by train.forward_views) and retur
 
 An entry of the registry (`Loss`) is the function and what it needs from a training step: a second view
 x' = g(x, s), the representations z, an extra head on the model (built by `head(K, A)`, kept as
-`model.extras[name]`) and a hook `outputs(head, out, step)` that adds the keys the loss reads. The baselines
+`model.extras[name]`), a hook `outputs(head, out, step)` that adds the keys the loss reads, or the method whose own
+trainer builds its keys (the methods after the paper, kpsemi/baselines/). The baselines
 (kpsemi/baselines/losses.py) register theirs that way when `kpsemi.baselines` is imported; the method itself never
 imports them. The multi-animal losses use the same `Loss` type and `total` (kpsemi/multi/losses.py).
 
@@ -48,6 +49,7 @@ class Loss:
     head: Callable = None            # head(num_keypoints, num_attributes) -> nn.Module, as model.extras[name]
     outputs: Callable = None         # outputs(head, out, step) adds the keys fn reads (step: see extra_outputs)
     count: Callable = None           # count(out) -> how many terms fn averages over (None: the samples)
+    method: str = None               # the method (config.method) whose trainer builds the keys fn reads; None: any
 
     def __call__(self, out):
         return self.fn(out)

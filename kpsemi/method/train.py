@@ -9,7 +9,10 @@ everything needed to resume exactly (model, optimizer, RNG states, sampler posit
 history), and a tqdm bar. A trainer brings its model, optimizer, samplers, `next_batch`, `losses(batch)` and
 `evaluate`. Under torchrun (kpsemi/method/distributed.py) the loop averages the logged losses over the processes,
 and rank 0 evaluates, checkpoints (with every process's generator states) and broadcasts its decisions; a trainer
-that supports it (`DISTRIBUTED`; the method's Trainer) shards its batches and runs its step as one DDP forward.
+that supports it (`DISTRIBUTED`; the method's Trainer) shards its batches and runs its step as one DDP forward. A
+trainer may add `after_optimizer_step` (e.g. an EMA teacher's update), `extra_state` / `load_extra_state` (more to
+keep in last.pt, e.g. that teacher) and TRACK (quantities of `losses`' dict that are not losses, e.g. heatmap
+energies, recorded in the history under their own names).
 
 The method's step (`Trainer`): draw labeled and unlabeled indices (batch_size labeled crops, + batch_size x
 unlabeled_ratio unlabeled ones in a semi-supervised run) -> batch dict -> standard augmentation (rotation, scale,
@@ -97,8 +100,11 @@ class TrainLoop:
     defines `next_batch()`, `losses(batch) -> (total, {name: value})` and `evaluate()`.
 
     RECORD maps history keys to keys of `evaluate()`'s dict; with `monitor` (a history key) the loop keeps the best
-    weights, drops the lr on a plateau and stops early. DISTRIBUTED: whether the trainer runs under torchrun."""
+    weights, drops the lr on a plateau and stops early. The values `losses` returns are averaged between evaluations
+    into the history as loss_<name>, except the names in TRACK (diagnostics, not in the total), kept as <name>.
+    DISTRIBUTED: whether the trainer runs under torchrun."""
     RECORD = {}
+    TRACK = ()
     monitor = None
     DISTRIBUTED = False
     COUNTERS = {"step": 0, "best": -1.0, "best_step": 0, "bad": 0, "drops": 0, "history": [], "seconds": 0.0,
@@ -144,7 +150,14 @@ class TrainLoop:
         return {"model": self.model.state_dict(), "opt": self.opt.state_dict(), **self.generator_states(),
                 **{n: s.state_dict() if s else None for n, s in self.samplers.items()},
                 **{k: getattr(self, k) for k in self.COUNTERS}, "config": C.to_dict(self.cfg),
-                **({"world_size": len(ranks), "ranks": ranks} if ranks else {})}
+                **({"world_size": len(ranks), "ranks": ranks} if ranks else {}), **self.extra_state()}
+
+    def extra_state(self):
+        """More for last.pt than the loop keeps (e.g. an EMA teacher's weights), as {key: tensors}; none by default."""
+        return {}
+
+    def load_extra_state(self, s):
+        """Restore what `extra_state` saved from a checkpoint dict `s`; nothing by default."""
 
     def save(self, name, state=None):
         save_atomic(self.state_dict() if state is None else state, os.path.join(self.out, name))
@@ -174,6 +187,7 @@ class TrainLoop:
                 smp.load_state_dict(s[n])
         for k, v in self.COUNTERS.items():            # checkpoints of older versions lack the running sums
             setattr(self, k, s.get(k, type(v)(v)))
+        self.load_extra_state(s)
         if self.dist.main:
             self.write_history()
         return True
@@ -201,9 +215,13 @@ class TrainLoop:
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()
+        self.after_optimizer_step()
         self.step += 1
         self.data_seconds += t1 - t0
         return {n: float(v.detach()) for n, v in parts.items()}
+
+    def after_optimizer_step(self):
+        """Right after each optimiser step, before the step counts (an EMA teacher's update); nothing by default."""
 
     def elapsed(self):
         return time.time() - self._t0
@@ -251,7 +269,7 @@ class TrainLoop:
         self.seconds = self.elapsed()
         rec = {"step": self.step, **{k: ev[v] for k, v in self.RECORD.items()}, "seconds": round(self.seconds, 2),
                "lr": self.opt.param_groups[0]["lr"],
-               **{f"loss_{n}": v / self.running_steps for n, v in self.running.items()}}
+               **{(n if n in self.TRACK else f"loss_{n}"): v / self.running_steps for n, v in self.running.items()}}
         self.history.append(rec)
         self.running, self.running_steps = {}, 0
         self.write_history()
@@ -271,14 +289,22 @@ class TrainLoop:
                                                                         if self.monitor else {}))
 
 
-def forward_views(model, batch, cfg, meta, names, g):
-    """The outputs dict of one step (see losses.py for its keys)."""
-    x, kp, lab = batch["image"], batch["keypoints"], batch["labeled"]
+def augment(batch, cfg, meta, g):
+    """The standard augmentation of a batch (rotation, scale, translation, flip with left/right keypoints swapped):
+    images (B, 3, S, S), keypoints (B, K, 3) in the augmented frame, and the (B,) flips."""
+    x, kp = batch["image"], batch["keypoints"]
     B, S, dev = x.shape[0], x.shape[-1], x.device
     flip_ok = bool(meta.flip_pairs) and cfg.flip > 0
     A, flipped = warp.random_affine(B, cfg.rotation, tuple(cfg.scale), 0.05, cfg.flip if flip_ok else 0.0, g, dev)
-    x = geometry.warp(x, A)
     kp = warp.flip_keypoints(geometry.warp_points(kp, A, (S, S)), flipped, meta.flip_permutation())
+    return geometry.warp(x, A), kp, flipped
+
+
+def forward_views(model, batch, cfg, meta, names, g):
+    """The outputs dict of one step (see losses.py for its keys)."""
+    lab = batch["labeled"]
+    x, kp, flipped = augment(batch, cfg, meta, g)
+    B, S, dev = x.shape[0], x.shape[-1], x.device
     two = bool(losses.NEEDS_SECOND_VIEW & set(names))
     if two:
         H = warp.random_homography(B, cfg.g_corner, cfg.g_rotation, generator=g, device=dev)
@@ -319,6 +345,10 @@ class Trainer(TrainLoop):
 
     def __init__(self, cfg, train, val, labeled, unlabeled, out_dir, device=None, progress=True, init_weights=None):
         self.names = losses.check(cfg.losses)
+        alien = [n for n in self.names if getattr(losses.LOSSES[n], "method", None) not in (None, cfg.method)]
+        if alien:
+            raise UserError(f"loss {alien[0]!r} belongs to --method {losses.LOSSES[alien[0]].method}, whose trainer "
+                            "builds what it reads; train it with that method")
         self.semi = len(self.names) > 1 and len(unlabeled) > 0
         super().__init__(cfg, out_dir, device, progress, cfg.patience, cfg.lr_drops, cfg.lr_drop_factor)
         self.train, self.val, self.desc = train, val, f"train {'+'.join(self.names)}"
@@ -361,6 +391,10 @@ class Trainer(TrainLoop):
     def best_state(self):
         return {"model": self.model.state_dict(), "config": C.to_dict(self.cfg), "meta": self.train.meta.to_dict(),
                 "step": self.step}
+
+    def run_metrics(self):
+        """What this trainer adds to a run's metrics.json (none for the method's own)."""
+        return {}
 
     def load_best(self):
         s = torch.load(os.path.join(self.out, "best.pt"), map_location=self.device, weights_only=True)

@@ -17,7 +17,8 @@
 preset = None                     # "smoke" | "demo" | "paper"; None: $KPSEMI_PRESET, else "demo"
 dataset = "synthetic"             # synthetic | lsp | mpii | cub | atrw (ignored for COCO / DLC data)
 losses = ["sup", "sc", "te", "ti"]  # also the baselines' gen, attr, elt_lm (see 08_baselines)
-method = "standard"               # "standard" (train with `losses`) | "pl" (pseudo-labels)
+method = "standard"               # "standard" (train with `losses`) | "pl" (pseudo-labels) | "mean_teacher" |
+                                  # "dual" | "consistency" (losses of their own; see 13_after_the_paper)
 labeled = 0.05
 split_seed = 0
 unlabeled_fraction = 1.0

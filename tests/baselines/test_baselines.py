@@ -131,8 +131,9 @@ def test_pseudo_label_method_runs_and_reports_its_labels(tmp_path, smoke_dir, mo
 
 def test_tables_have_the_baseline_rows():
     t1 = reproduce.grid("1", "smoke", fractions=(0.05, 1.0))
-    assert {c.row for c in t1} == {"supervised", "pl", "elt", "gen", "ours"}
-    assert not [c for c in t1 if c.row == "pl" and c.labeled == 1.0]
+    assert {c.row for c in t1} == {"supervised", "pl", "elt", "gen", "ours", "mean_teacher", "dual"}
+    assert not [c for c in t1 if c.row in ("pl", "mean_teacher", "dual") and c.labeled == 1.0]
+    assert [(c.method, c.losses) for c in t1 if c.row == "dual"] == [("dual", ["sup", "dual"])]
     assert next(c for c in t1 if c.row == "gen").losses == ["sup", "gen"]
     sq = reproduce.grid("seqmt", "smoke")
     assert len(sq) == 4 * 5 and {tuple(c.losses) for c in sq} == {("sup",), ("sup", "attr"), ("sup", "elt_lm"),
