@@ -76,16 +76,15 @@ class Item:
 def coco_records(path, meta, image_root=None, run_dir=""):
     """[(name, file, box or None, image_id, category_id)]: one per box of a COCO file (bbox, else the box around
     its labeled keypoints), one per image without any (None: the whole image)."""
-    doc = coco._read_json(path)
-    if not isinstance(doc.get("images"), list):
-        raise DataError(f"{path}: missing the COCO list 'images'")
-    cats = doc.get("categories") or [{}]
+    doc = coco.read_document(path)
+    images = coco.object_list(path, doc, "images")
+    cats = coco.object_list(path, doc, "categories") if doc.get("categories") else [{}]
     if "keypoints" in cats[0]:
         check_names(cats[0]["keypoints"], meta, path, run_dir)
     cat0 = cats[0].get("id", 1)
-    ids = {im.get("id") for im in doc["images"]}
+    ids = {im.get("id") for im in images}
     boxes = {}
-    for i, a in enumerate(doc.get("annotations") or []):
+    for i, a in enumerate(coco.object_list(path, doc, "annotations") if doc.get("annotations") else []):
         where = f"{path}: annotation id={a.get('id', '?')} (annotations[{i}])"
         if a.get("image_id") not in ids:
             raise DataError(f"{where}: image_id {a.get('image_id')!r} is not in 'images'")
@@ -95,9 +94,9 @@ def coco_records(path, meta, image_root=None, run_dir=""):
         if box is not None and not a.get("iscrowd", 0):
             boxes.setdefault(a["image_id"], []).append((a.get("id", i), box, a.get("category_id", cat0)))
     out = []
-    for j, im in enumerate(doc["images"]):
-        if "id" not in im or "file_name" not in im:
-            raise DataError(f"{path}: images[{j}] needs 'id' and 'file_name'")
+    for j, im in enumerate(images):
+        if "id" not in im or not isinstance(im.get("file_name"), str):
+            raise DataError(f"{path}: images[{j}] needs an 'id' and a 'file_name' (text)")
         file = coco._resolve_image(path, image_root, im["file_name"])
         if not os.path.exists(file):
             raise DataError(f"{path}: images[{j}]: image file {file} not found (file_name {im['file_name']!r}; "
@@ -140,7 +139,8 @@ class Source:
             return
         for i, (name, file, box, image_id, cat) in enumerate(self.records):
             if only is None or i in only:
-                img = D._load_rgb(Instance(file=file, keypoints=None, box=box))
+                where = f"{self.path}: {name}" if self.kind == "coco" else ""     # the COCO file and its row
+                img = D._load_rgb(Instance(file=file, keypoints=None, box=box, source=where))
                 whole = (0.0, 0.0, float(img.shape[1]), float(img.shape[0]))
                 yield Item(i, name, img, box or whole, image_id, cat)
 
