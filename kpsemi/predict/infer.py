@@ -24,7 +24,7 @@ from kpsemi.data.records import Instance, Meta, box_from_keypoints, check_box, c
 from kpsemi.data.sources import coco
 from kpsemi.errors import DataError, UserError
 from kpsemi.method import heatmaps
-from kpsemi.method.device import autocast
+from kpsemi.method.device import autocast, check_device, default_device
 from kpsemi.method.models import load_model
 from kpsemi.paths import write_json_atomic
 from kpsemi.predict import flag as F
@@ -35,8 +35,7 @@ def load_run(run_dir, device="cpu"):
     if not os.path.isdir(run_dir):
         raise UserError(f"{run_dir}: no such run folder")
     path = os.path.join(run_dir, "best.pt")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: this machine has no CUDA device")
+    device = check_device(device) or "cpu"
     if not os.path.isfile(path):
         raise UserError(f"{run_dir}: no best.pt in this folder (not a trained run; `python -m kpsemi train ... "
                         f"--out {run_dir}` writes one)")
@@ -186,7 +185,7 @@ def predict(run_dir, out, video=None, images=None, coco_json=None, image_root=No
     frames to label with flag > 0, summary.json) under `out`; returns the summary dict."""
     if flag_by not in F.MEASURES:
         raise UserError(f"--flag-by must be one of {', '.join(F.MEASURES)}, got {flag_by!r}")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_device(device) or default_device()
     model, cfg, meta = load_run(run_dir, device)
     src = Source(meta, video, images, coco_json, image_root, max_frames, run_dir)
     os.makedirs(out, exist_ok=True)
