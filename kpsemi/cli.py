@@ -18,6 +18,7 @@
     python -m kpsemi data download {lsp,mpii,cub,atrw} [--allow-unverified]
     python -m kpsemi predict --run RUN (--video FILE | --images DIR | --coco JSON) --out DIR [--flag 12]
     python -m kpsemi evaluate --run RUN (--coco JSON | --dlc PROJECT [--split test]) [--out DIR]
+    python -m kpsemi embeddings --run DIR [--run DIR2] --out z.csv|z.npz [--split test] [--json F --image-root D]
 
 Bad inputs end with one clear `error:` line (exit status 2), not a traceback. Each command imports the modules it
 needs when it runs (the one place in kpsemi with function-level imports), so `--help`, `data synth` and bad options
@@ -282,6 +283,32 @@ def _evaluate(args):
           + f"\n-> {r['out']}/evaluation.md, .csv, .json, .png")
 
 
+def _add_embeddings(sub):
+    e = sub.add_parser("embeddings", help="export the keypoint embeddings z_i of trained runs as CSV or npz")
+    e.add_argument("--run", action="append", required=True, help="a run folder (or its best.pt); repeat for more")
+    e.add_argument("--out", required=True, help="file.csv (a row per run and visible keypoint) or file.npz")
+    e.add_argument("--split", default="test", choices=["train", "val", "test"], help="split of the runs' data")
+    e.add_argument("--source", default="predicted", choices=["predicted", "ground truth"],
+                   help="heatmaps that pool z: the model's own or the labeled Gaussians")
+    e.add_argument("--json", help="embed this COCO keypoints file instead of the data the runs trained on")
+    e.add_argument("--image-root", help="folder the --json file_names are relative to (default: beside the JSON)")
+    e.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+
+
+def _embeddings(args):
+    from kpsemi import data
+    from kpsemi.embeddings import trained
+    from kpsemi.method import device, models
+    dev = device.check_device(args.device)
+    d = None
+    if args.json:
+        _, cfg, _ = models.load_model(next(iter(trained.model_paths(args.run).values())))
+        d = data.load("coco", args.split, cfg["input_size"], progress=False, json=args.json, image_root=args.image_root)
+    n = trained.export(args.run, d, args.out, args.split, args.source, dev)
+    print(f"wrote {n} embeddings ({len(args.run)} run(s), {args.split} split, z from {args.source} heatmaps) to "
+          f"{args.out}")
+
+
 def preview(cfg, out):
     """Write preview.png and summary.md/csv for the dataset of `cfg`; returns the Markdown table."""
     import matplotlib
@@ -320,6 +347,7 @@ def main(argv=None):
     _add_train(sub)
     _add_reproduce(sub)
     _add_predict(sub)
+    _add_embeddings(sub)
     args = ap.parse_args(argv)
     warnings.formatwarning = lambda message, *_, **__: f"warning: {message}\n"   # one line, no source line
     t0 = time.time()
@@ -334,6 +362,8 @@ def main(argv=None):
             _predict(args)
         elif args.cmd == "evaluate":
             _evaluate(args)
+        elif args.cmd == "embeddings":
+            _embeddings(args)
         elif args.cmd == "quickstart":
             from kpsemi import config
             from kpsemi.repro import quickstart

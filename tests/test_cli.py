@@ -53,7 +53,7 @@ def test_every_option_of_every_command_has_help():
     parsers, missing = [], []
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers()
-    for add in (cli._add_data, cli._add_train, cli._add_reproduce, cli._add_predict):
+    for add in (cli._add_data, cli._add_train, cli._add_reproduce, cli._add_predict, cli._add_embeddings):
         add(sub)
     for name, p in sub.choices.items():
         parsers.append((name, p))
