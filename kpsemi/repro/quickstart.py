@@ -4,7 +4,7 @@
 
 Trains (or reuses the identical run in results/runs/, see kpsemi.runs.cached) supervised at 5 % labels, the full method (SC + TE + TI) at 5 %
 labels, and supervised at 100 % labels, then writes results.md/csv (test and validation PCK@0.1, gap closed),
-results.png (bars) and predictions.png (the two 5 % models on the same test crops).
+results.png (bars) and predictions.png (the two 5 % models' predicted keypoints on the same test crops).
 """
 import os
 
@@ -58,14 +58,25 @@ def _figures(cfg0, metrics, dirs, out):
     fig.savefig(os.path.join(out, "results.png"), dpi=120)
     test = data.load(cfg0.dataset, "test", cfg0.input_size, synth_size=cfg0.synth_size, seed=cfg0.data_seed,
                      progress=False)
-    idx = list(range(6))
-    fig, axes = plt.subplots(2, 6, figsize=(13, 4.8))
-    for r, name in enumerate(names[:2]):
+    idx, preds = list(range(6)), {}
+    for name in names[:2]:
         model, c, _ = models.load_model(os.path.join(dirs[name], "best.pt"))
-        pred, _ = evaluate.predict(model, test.subset(idx), c["stride"])
-        for ax, i in zip(axes[r], idx):
-            draw.keypoints(ax, test[i]["image"], pred[i], test.meta, title=name if i == 0 else None)
-    fig.suptitle("predictions on test crops: supervised 5 % (top) vs SC+TE+TI 5 % (bottom)")
-    fig.tight_layout()
-    fig.savefig(os.path.join(out, "predictions.png"), dpi=110)
+        preds[name] = evaluate.predict(model, test.subset(idx), c["stride"])[0]     # (6, K, 2)
+    predictions_figure(test, idx, preds).savefig(os.path.join(out, "predictions.png"), dpi=110)
     plt.close("all")
+
+
+def predictions_figure(data, idx, preds):
+    """One row of crops `idx` of `data` per model, with its predicted keypoints (K, 2) per crop as dots joined by
+    the skeleton; each row is labelled in a margin of its own, left of the crops."""
+    fig, axes = plt.subplots(len(preds), len(idx), figsize=(0.5 + 2.1 * len(idx), 0.5 + 2.1 * len(preds)),
+                             squeeze=False)
+    for row, pred in zip(axes, preds.values()):
+        for ax, i, p in zip(row, idx, pred):
+            draw.keypoints(ax, data[i]["image"], p, data.meta)
+    fig.suptitle("predicted keypoints on the same test crops")
+    fig.tight_layout(rect=(0.04, 0, 1, 0.95), h_pad=0.8)
+    for row, name in zip(axes, preds):
+        box = row[0].get_position()
+        fig.text(0.02, (box.y0 + box.y1) / 2, name, rotation=90, ha="center", va="center", fontsize=9)
+    return fig
