@@ -173,6 +173,8 @@ def _train(args):
     print(f"{name} at {cfg.labeled:g} labels: val {m['metric']} {m['val_pck']:.2f}, test "
           f"{m['test_pck']:.2f} (best step {m['best_step']} of {m['steps']}, {m['seconds']:.0f} s"
           + (f", {m['world_size']} processes" if m.get("world_size", 1) > 1 else "") + f") -> {out}/metrics.json")
+    if config.plumbing_note(cfg.preset):
+        print(config.plumbing_note(cfg.preset))
 
 
 def _add_reproduce(sub):
@@ -218,6 +220,8 @@ def _reproduce(args):
         print(table.reproduce_table(preset, tuple(t.strip() for t in args.train_sets.split(",") if t.strip()),
                                     floats(args.seeds, int), args.root, os.path.join(args.out, "tablesmp")))
         print(f"\n(smp.md/.csv, runs.md/.csv and curves-*.png are in {args.out}/tablesmp/)")
+        if config.plumbing_note(preset):
+            print(config.plumbing_note(preset))
         return
     executor = None
     if args.executor == "submitit":
