@@ -35,7 +35,7 @@ out_dir = None           # None: results/10_embeddings_tsne/
 import matplotlib.pyplot as plt
 import numpy as np
 
-from kpsemi import config, data, draw, runs
+from kpsemi import config, course, data, draw, runs
 from kpsemi.embeddings import analysis, explorer
 from kpsemi.method import models
 from kpsemi.repro import report
@@ -198,6 +198,22 @@ ex.show()
 #   lives in how each model's own heatmap *i* pools the features (its shape away from the peak, which SC and TI
 #   train through h_i), not in features at the keypoint that became more type-specific. Fig. 4 shows z as the
 #   method uses it on unlabeled images, i.e. what the keypoint classifier sees.
+
+# %% [markdown]
+# ## Exercise · nearest neighbours from other images
+# Write `my_neighbours(z, image, k)`: for each point of `z` (P, C), the indices (P, k) of its k nearest
+# points (Euclidean, nearest first) among the points of *other* images; `image` (P,) gives each point's image. This
+# is the k-NN of this notebook's accuracy, with the same-image neighbours left out for the reason given above.
+# The checker runs it on a case computed by hand, then on random inputs against `analysis.neighbours`, and prints
+# one line: PASS, or FAIL with the case and what is wrong. `course.show("neighbours")` repeats the task;
+# `print(course.solution("neighbours"))` shows a solution (all of them: kpsemi/course/solutions.py).
+
+# %%
+def my_neighbours(z, image, k=5):
+    ...                                       # your code here: return a (P, k) tensor of indices
+
+
+course.check("neighbours", my_neighbours)
 
 # %%
 sup, semi = ana["supervised"], ana["semi-supervised"]

@@ -1,14 +1,18 @@
 """The exercises' checkers: every checker passes kpsemi's own implementation and the solution, fails each usual
-mistake with its hint, and reports whatever a function returns or raises in one line."""
+mistake with its hint, reports whatever a function returns or raises in one line, and every exercise sits in its
+lesson notebook."""
+import os
+
 import numpy as np
 import pytest
 import torch
 
-from kpsemi import course
+from kpsemi import course, nbtools
 from kpsemi.course import solutions
 from kpsemi.embeddings import analysis
 from kpsemi.errors import UserError
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NAMES = list(course.EXERCISES)
 
 
@@ -94,3 +98,17 @@ def test_show_solution_and_unknown_names(capsys):
     with pytest.raises(UserError, match="no exercise 'xyz'; the exercises are heatmap, supervised"):
         course.check("xyz", print)
 
+
+def test_every_lesson_ends_with_its_exercises():
+    by_notebook = {}
+    for e in course.EXERCISES.values():
+        by_notebook.setdefault(e.notebook, []).append(e.name)
+    assert sorted(by_notebook) == sorted(f for f in (os.path.splitext(p)[0] for p in os.listdir(
+        os.path.join(ROOT, "notebooks", "src"))) if "01" <= f[:2] <= "10")
+    for nb, names in by_notebook.items():
+        cells = nbtools.parse(open(os.path.join(ROOT, "notebooks", "src", nb + ".py")).read())
+        code = [src for kind, src, _ in cells if kind == "code"]
+        for name in names:
+            i = next((j for j, src in enumerate(code) if f'course.check("{name}"' in src), None)
+            assert i is not None, f"{nb} has no course.check({name!r}, ...)"
+            assert i >= len(code) - 1 - len(names), f"{nb}: the {name} exercise is not at the end"
