@@ -9,7 +9,7 @@ Layers, each importing only the ones before it (tests/test_architecture.py):
     multi/        SemiMultiPose, multi-animal semi-supervision
     weak/         weakly supervised keypoints from a classifier
     embeddings/   what the keypoint representations learned (t-SNE, k-NN) and the explorer
-    course/       the exercises' checkers (to come)
+    course/       the lesson exercises: their checkers and solutions
     runs          one run from a config, the methods (standard, pl) and the run cache
     repro/        quickstart, the paper's tables, the papers' numbers, the notebooks' metrics record
     cli           `python -m kpsemi ...`

@@ -18,6 +18,7 @@
     python -m kpsemi data download {lsp,mpii,cub,atrw} [--allow-unverified]
     python -m kpsemi predict --run RUN (--video FILE | --images DIR | --coco JSON) --out DIR [--flag 12]
     python -m kpsemi evaluate --run RUN (--coco JSON | --dlc PROJECT [--split test]) [--out DIR]
+    python -m kpsemi embeddings --run DIR [--run DIR2] --out z.csv|z.npz [--split test] [--json F --image-root D]
 
 Bad inputs end with one clear `error:` line (exit status 2), not a traceback. Each command imports the modules it
 needs when it runs (the one place in kpsemi with function-level imports), so `--help`, `data synth` and bad options
@@ -28,6 +29,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 from kpsemi.errors import UserError
 
@@ -36,21 +38,22 @@ def _add_data(sub):
     p = sub.add_parser("data", help="embedded dataset, downloads, splits, previews")
     dsub = p.add_subparsers(dest="data_cmd", required=True)
     s = dsub.add_parser("synth", help="write the embedded dataset as COCO keypoints JSON + images")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", required=True, help="folder for train/val/test.json and images/")
     s.add_argument("--size", default="default", help="smoke | default | number of training images")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--workers", type=int, default=None)
+    s.add_argument("--seed", type=int, default=0, help="generator seed: the same seed draws the same images")
+    s.add_argument("--workers", type=int, default=None, help="rendering processes (default: CPU count, at most 8)")
     s.add_argument("--animals", default="1,1", help="min,max annotated animals per image (multi-animal scenes)")
     pv = dsub.add_parser("preview", help="a picture and a summary table of a dataset's crops")
-    pv.add_argument("--dataset", default="synthetic")
-    pv.add_argument("--preset", default=None)
-    pv.add_argument("--out", default=os.path.join("results", "preview"))
+    pv.add_argument("--dataset", default="synthetic", help="synthetic | lsp | mpii | cub | atrw")
+    pv.add_argument("--preset", default=None, help="smoke | demo | paper (default: $KPSEMI_PRESET or demo)")
+    pv.add_argument("--out", default=os.path.join("results", "preview"),
+                    help="folder for preview.png, summary.md/.csv and meta.json")
     sp = dsub.add_parser("splits", help="write the label splits of a dataset to data/splits/")
-    sp.add_argument("--dataset", default="synthetic")
-    sp.add_argument("--preset", default=None)
+    sp.add_argument("--dataset", default="synthetic", help="synthetic | lsp | mpii | cub | atrw")
+    sp.add_argument("--preset", default=None, help="smoke | demo | paper (default: $KPSEMI_PRESET or demo)")
     dl = dsub.add_parser("download", help="download + verify + unpack a real dataset under data/")
-    dl.add_argument("name", choices=["lsp", "mpii", "cub", "atrw"])
-    dl.add_argument("--root", default=None)
+    dl.add_argument("name", choices=["lsp", "mpii", "cub", "atrw"], help="the dataset")
+    dl.add_argument("--root", default=None, help="where to unpack it (default: data/NAME)")
     dl.add_argument("--allow-unverified", action="store_true",
                     help="unpack archives that have no published checksum (prints their sha256)")
 
@@ -85,6 +88,9 @@ def _data(args):
         print(preview(cfg, args.out))
 
 
+DEVICE_HELP = "cpu, cuda, cuda:N or mps (default: cuda if PyTorch sees a GPU, else cpu)"
+
+
 def _add_pretrained(p):
     p.add_argument("--pretrained-weights", metavar="PATH",
                    help="ImageNet weights of the backbone from this file (offline machines; timm's state dict, "
@@ -112,7 +118,7 @@ def _add_train(sub):
     t.add_argument("--losses", default="sup,sc,te,ti",
                    help="comma list from sup, sc, te, ti, elt (the paper's); gen, attr, elt_lm (the baselines)")
     t.add_argument("--labeled", type=float, default=0.05, help="labeled fraction of the training set")
-    t.add_argument("--split-seed", type=int, default=0)
+    t.add_argument("--split-seed", type=int, default=0, help="which random labeled subset (data/splits/, seeds 0-2)")
     t.add_argument("--unlabeled-fraction", type=float, default=1.0, help="share of the unlabeled pool used")
     t.add_argument("--no-gt-in-unsup", action="store_true", help="unsupervised losses use predictions only")
     t.add_argument("--weights", default=None, help="loss weights, e.g. sup=1e3,sc=0.5,te=1e2,ti=1e2")
@@ -120,15 +126,15 @@ def _add_train(sub):
                    "results/runs/<configuration>/, shared with the notebooks and reproduce; a killed run there resumes)")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
     t.add_argument("--data", default="synthetic", help="synthetic | lsp | mpii | cub | atrw")
-    t.add_argument("--train-json")
-    t.add_argument("--val-json")
-    t.add_argument("--test-json")
+    t.add_argument("--train-json", help="your COCO keypoints training file (--labeled picks its labeled images)")
+    t.add_argument("--val-json", help="your COCO keypoints validation file (picks the best checkpoint)")
+    t.add_argument("--test-json", help="your COCO keypoints test file (the reported PCK)")
     t.add_argument("--image-root", help="folder the COCO file_names are relative to (default: beside the JSON)")
     t.add_argument("--unlabeled-dir", help="extra unlabeled images")
     t.add_argument("--dlc", help="a DeepLabCut project folder (CollectedData*.csv + videos/)")
-    t.add_argument("--max-steps", type=int)
-    t.add_argument("--seed", type=int)
-    t.add_argument("--device", default=None)
+    t.add_argument("--max-steps", type=int, help="stop after this many steps (default: the preset's)")
+    t.add_argument("--seed", type=int, help="initialisation, sampling and augmentation seed (default: the split seed)")
+    t.add_argument("--device", default=None, help=DEVICE_HELP)
     _add_pretrained(t)
 
 
@@ -167,16 +173,20 @@ def _train(args):
     print(f"{name} at {cfg.labeled:g} labels: val {m['metric']} {m['val_pck']:.2f}, test "
           f"{m['test_pck']:.2f} (best step {m['best_step']} of {m['steps']}, {m['seconds']:.0f} s"
           + (f", {m['world_size']} processes" if m.get("world_size", 1) > 1 else "") + f") -> {out}/metrics.json")
+    if config.plumbing_note(cfg.preset):
+        print(config.plumbing_note(cfg.preset))
 
 
 def _add_reproduce(sub):
     r = sub.add_parser("reproduce", help="regenerate a paper table over a grid of runs (papermill)")
-    r.add_argument("--table", required=True, choices=["1", "2", "3", "4", "fig3", "seqmt", "smp"])
-    r.add_argument("--preset", default=None)
+    r.add_argument("--table", required=True, choices=["1", "2", "3", "4", "fig3", "seqmt", "smp"],
+                   help="the paper's Table 1-4, Fig. 3, the Seq-MT table, or SemiMultiPose's honeybee table")
+    r.add_argument("--preset", default=None, help="smoke | demo | paper (default: $KPSEMI_PRESET or demo)")
     r.add_argument("--datasets", default="synthetic", help="comma list: synthetic, lsp, mpii, cub, atrw")
     r.add_argument("--seeds", default="0", help="comma list of split seeds (the paper uses 0,1,2 for Table 1)")
     r.add_argument("--fractions", default=None, help="comma list of labeled fractions (default: the paper's)")
-    r.add_argument("--out", default=os.path.join("results", "reproduce"))
+    r.add_argument("--out", default=os.path.join("results", "reproduce"),
+                   help="folder for tableNAME/: the table (.md, .csv) and the executed notebooks")
     r.add_argument("--root", default=None, help="smp: the honeybee folder (default $KPSEMI_HONEYBEE, data/honeybee)")
     r.add_argument("--train-sets", default="train5,train25", help="smp: comma list of train135, train25, train5")
     r.add_argument("--rows", default=None, help="comma list: only these rows of the table (e.g. supervised,ours)")
@@ -210,6 +220,8 @@ def _reproduce(args):
         print(table.reproduce_table(preset, tuple(t.strip() for t in args.train_sets.split(",") if t.strip()),
                                     floats(args.seeds, int), args.root, os.path.join(args.out, "tablesmp")))
         print(f"\n(smp.md/.csv, runs.md/.csv and curves-*.png are in {args.out}/tablesmp/)")
+        if config.plumbing_note(preset):
+            print(config.plumbing_note(preset))
         return
     executor = None
     if args.executor == "submitit":
@@ -232,14 +244,14 @@ def _add_predict(sub):
     p.add_argument("--images", help="a folder of images (whole images)")
     p.add_argument("--coco", help="a COCO file: its boxes (whole images where it has none)")
     p.add_argument("--image-root", help="folder the COCO file_names are relative to (default: beside the JSON)")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="folder for predictions.csv/.json, labeled.mp4, frames to label")
     p.add_argument("--max-frames", type=int, help="predict only the first N frames / images")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="frames per forward pass")
     p.add_argument("--flag", type=int, default=12, help="how many frames to flag for labeling (0: none)")
     p.add_argument("--flag-by", default="disagreement", help="disagreement (of flipped/scaled views) | peak")
     p.add_argument("--pcutoff", type=float, default=0.5, help="likelihood below which the video draws hollow points")
     p.add_argument("--no-video", action="store_true", help="do not write labeled.mp4")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", default=None, help=DEVICE_HELP)
     e = sub.add_parser("evaluate", help="PCK and errors per keypoint of a trained run on a labeled set")
     e.add_argument("--run", required=True, help="a run folder (holds best.pt)")
     e.add_argument("--coco", help="a COCO keypoints file")
@@ -247,7 +259,7 @@ def _add_predict(sub):
     e.add_argument("--dlc", help="a DeepLabCut project folder (CollectedData*.csv)")
     e.add_argument("--split", default="all", help="all | train | val | test: the run's seeded split of a --dlc project")
     e.add_argument("--out", default=None, help="default: RUN/evaluate/<set name>")
-    e.add_argument("--device", default=None)
+    e.add_argument("--device", default=None, help=DEVICE_HELP)
 
 
 def _predict(args):
@@ -273,6 +285,32 @@ def _evaluate(args):
           f"{r['pixel_error']:.2f} px = {r['error_percent']:.2f} % of the box"
           + (f"; the run's own test split: {r['run_test_pck']:.2f}" if r["run_test_pck"] is not None else "")
           + f"\n-> {r['out']}/evaluation.md, .csv, .json, .png")
+
+
+def _add_embeddings(sub):
+    e = sub.add_parser("embeddings", help="export the keypoint embeddings z_i of trained runs as CSV or npz")
+    e.add_argument("--run", action="append", required=True, help="a run folder (or its best.pt); repeat for more")
+    e.add_argument("--out", required=True, help="file.csv (a row per run and visible keypoint) or file.npz")
+    e.add_argument("--split", default="test", choices=["train", "val", "test"], help="split of the runs' data")
+    e.add_argument("--source", default="predicted", choices=["predicted", "ground truth"],
+                   help="heatmaps that pool z: the model's own or the labeled Gaussians")
+    e.add_argument("--json", help="embed this COCO keypoints file instead of the data the runs trained on")
+    e.add_argument("--image-root", help="folder the --json file_names are relative to (default: beside the JSON)")
+    e.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+
+
+def _embeddings(args):
+    from kpsemi import data
+    from kpsemi.embeddings import trained
+    from kpsemi.method import device, models
+    dev = device.check_device(args.device)
+    d = None
+    if args.json:
+        _, cfg, _ = models.load_model(next(iter(trained.model_paths(args.run).values())))
+        d = data.load("coco", args.split, cfg["input_size"], progress=False, json=args.json, image_root=args.image_root)
+    n = trained.export(args.run, d, args.out, args.split, args.source, dev)
+    print(f"wrote {n} embeddings ({len(args.run)} run(s), {args.split} split, z from {args.source} heatmaps) to "
+          f"{args.out}")
 
 
 def preview(cfg, out):
@@ -307,12 +345,15 @@ def main(argv=None):
     sub = ap.add_subparsers(dest="cmd", required=True)
     q = sub.add_parser("quickstart", help="the main job: run on the embedded dataset and write a results table")
     q.add_argument("--preset", default=None, help="smoke | demo | paper (default: $KPSEMI_PRESET or demo)")
-    q.add_argument("--out", default=os.path.join("results", "quickstart"))
+    q.add_argument("--out", default=os.path.join("results", "quickstart"),
+                   help="folder for results.md/.csv, results.png, predictions.png and data/")
     _add_data(sub)
     _add_train(sub)
     _add_reproduce(sub)
     _add_predict(sub)
+    _add_embeddings(sub)
     args = ap.parse_args(argv)
+    warnings.formatwarning = lambda message, *_, **__: f"warning: {message}\n"   # one line, no source line
     t0 = time.time()
     try:
         if args.cmd == "data":
@@ -325,6 +366,8 @@ def main(argv=None):
             _predict(args)
         elif args.cmd == "evaluate":
             _evaluate(args)
+        elif args.cmd == "embeddings":
+            _embeddings(args)
         elif args.cmd == "quickstart":
             from kpsemi import config
             from kpsemi.repro import quickstart

@@ -1,6 +1,6 @@
 """Run configuration: one dataclass, three presets of the same code path.
 
-    smoke  - seconds on a CPU; what the tests run
+    smoke  - seconds on a CPU; what the tests run; its numbers only test the plumbing (`plumbing_note`)
     demo   - minutes on a 2-core CPU; small HRNet, small inputs, already shows each lesson's effect
     paper  - the paper's settings (HRNet-W32, 256x256 -> 64x64 heatmaps, sigma 2, Adam 1e-4); needs a GPU
 
@@ -195,6 +195,16 @@ def check_same(saved, wanted, where):
     both = "; ".join(f"{k} {saved.get(k, '(unset)')!r} there, {wanted.get(k, '(unset)')!r} here" for k in diff)
     raise UserError(f"{where} was made with another config, so it is not reused: {both}. Delete it or choose another "
                     "folder.")
+
+
+def plumbing_note(preset):
+    """The line every output of the smoke preset carries (the quickstart table, notebook records, reproduced tables,
+    a training run): its numbers come from a few steps on a tiny set and only show that the pipeline runs end to
+    end. None for the other presets."""
+    if preset != "smoke":
+        return None
+    return ("Smoke preset: a few training steps on a tiny set. These numbers only test the plumbing (data, training, "
+            "evaluation, files); they say nothing about the method. Use --preset demo (CPU) or paper (GPU) for results.")
 
 
 def by_preset(preset, **choices):

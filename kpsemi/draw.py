@@ -1,6 +1,7 @@
 """What the kit shows: pictures (keypoints and skeleton on an image, heatmap overlays, grids of samples; matplotlib)
 and result tables (Markdown + CSV)."""
 import csv
+import io
 import math
 
 import matplotlib
@@ -93,6 +94,46 @@ def grid(data, indices=None, cols=6, pred=None, title=None, size=2.2, labels=Fal
     if title:
         fig.suptitle(title)
     fig.tight_layout()
+    return fig
+
+
+def short(text, n=22):
+    """`text` cut to n characters (an ellipsis marks the cut), for titles."""
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
+def png(fig, dpi=100):
+    """PNG bytes of a figure at its own size (figsize x dpi pixels, so a panel can show it unscaled); closes it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def detail_figure(img, xy, patch, heatmap, titles, size_px=(420, 160), dpi=100, title_pt=9):
+    """Three panels of size_px (w, h) pixels: the crop (3, S, S) with a ring at xy (crop pixels), the patch around
+    it, and the heatmap (h, w) over the crop; titles: one per panel."""
+    fig, ax = _plt().subplots(1, 3, figsize=(size_px[0] / dpi, size_px[1] / dpi), dpi=dpi)
+    ax[0].imshow(_np_image(img))
+    ax[0].scatter([xy[0] - 0.5], [xy[1] - 0.5], s=60, facecolors="none", edgecolors="yellow")
+    ax[1].imshow(_np_image(patch))
+    heatmap_overlay(ax[2], img, heatmap)
+    for a, title in zip(ax, titles):
+        a.set_axis_off()
+        a.set_title(short(title), fontsize=title_pt)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.84, wspace=0.06)
+    return fig
+
+
+def thumbnails_figure(data, indices, titles, size_px=(420, 230), dpi=100, title_pt=9, rows=2, cols=4):
+    """Up to rows x cols crops of a KeypointData with their ground truth, in size_px (w, h) pixels."""
+    fig, axes = _plt().subplots(rows, cols, figsize=(size_px[0] / dpi, size_px[1] / dpi), dpi=dpi, squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, i, title in zip(axes.flat, indices, titles):
+        keypoints(ax, data.images[i], data.keypoints[i], data.meta, size=6)
+        ax.set_title(short(title, 12), fontsize=title_pt)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9, wspace=0.05, hspace=0.25)
     return fig
 
 

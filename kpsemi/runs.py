@@ -9,7 +9,9 @@ reproduction grid call.
   metrics.json (`train_and_test`). Data: the embedded set (default), a named real dataset, any COCO keypoints
   files (`DataSpec(train_json=...)`, a label fraction then picks the labeled images of the train JSON, the rest
   become unlabeled, plus an optional folder of unlabeled images), or a DeepLabCut project (+ frames sampled from its
-  videos).
+  videos). A run folder records its data in data.json (kpsemi/data/own.py), so what reads the run later finds the
+  images again; the label split of own data goes into the run folder ($KPSEMI_DATA/splits/ when that is set),
+  never into data/splits/ of the checkout.
 - **Methods**: `METHODS` maps `cfg.method` to how a run of it trains: "standard" (the losses of `cfg.losses`),
   "pl" (pseudo-labels: a cached supervised teacher, confident pseudo-labels, a student) and the methods after the
   paper, "mean_teacher", "dual" and "consistency" (their trainers: kpsemi/baselines/, `baselines.TRAINERS`). A new
@@ -26,7 +28,7 @@ reproduction grid call.
 """
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import torch
 
@@ -36,52 +38,39 @@ from kpsemi import data
 from kpsemi.baselines import TRAINERS, pseudo
 from kpsemi.data import crops, splits
 from kpsemi.data.crops import KeypointData
+from kpsemi.data.own import PATHS, DataSpec, own_records, split_folder, write_spec
 from kpsemi.data.sources import coco, dlc
 from kpsemi.data.synthetic.writer import SynthConfig
 from kpsemi.errors import UserError
 from kpsemi.method import distributed, imagenet
-from kpsemi.method.device import default_device
+from kpsemi.method.device import check_device, default_device
 from kpsemi.method.evaluate import evaluate
 from kpsemi.method.models import load_model
 from kpsemi.method.train import Trainer, finished_run, machine
 from kpsemi.paths import results_dir, write_json_atomic
 
 
-@dataclass
-class DataSpec:
-    """Where the data comes from; the default is the embedded dataset of the config's synth_size."""
-    train_json: str = None
-    val_json: str = None
-    test_json: str = None
-    image_root: str = None
-    unlabeled_dir: str = None
-    dlc_project: str = None
-    video_frames: int = 500
-
-
-def load_data(cfg, spec=None, progress=True):
-    """(train, val, test) KeypointData and (labeled, unlabeled) index tensors into train."""
+def load_data(cfg, spec=None, progress=True, run_dir=None):
+    """(train, val, test) KeypointData and (labeled, unlabeled) index tensors into train. run_dir: the run folder,
+    where own data's label split file goes (data.own.split_folder; None and no $KPSEMI_DATA: made in memory)."""
     spec = spec or DataSpec()
     S = cfg.input_size
     extra = None
     if spec.train_json:
         if not (spec.val_json and spec.test_json):
             raise UserError("with --train-json also give --val-json and --test-json")
-        parts = [coco.load_coco(p, image_root=spec.image_root) for p in (spec.train_json, spec.val_json,
-                                                                         spec.test_json)]
-        meta = parts[0][0]
+        parts = [own_records(spec, s) for s in ("train", "val", "test")]
+        meta, name = parts[0][0], parts[0][0].name
         for (m, _), p in zip(parts[1:], (spec.val_json, spec.test_json)):
             if m.keypoints != meta.keypoints:
                 raise UserError(f"{p}: keypoints {m.keypoints} differ from the train JSON's {meta.keypoints}")
-        name = "coco-" + os.path.splitext(os.path.basename(spec.train_json))[0]
-        meta.name = name
         train, val, test = (crops.materialize_cached(meta, inst, S, progress=progress, desc=f"{name} {s}")
                             for (_, inst), s in zip(parts, ("train", "val", "test")))
         if spec.unlabeled_dir:
             extra = crops.materialize_cached(meta, coco.image_folder(spec.unlabeled_dir, meta), S, progress=progress,
                              desc="unlabeled images")
     elif spec.dlc_project:
-        sets = [dlc.load_split(spec.dlc_project, s, seed=cfg.data_seed) for s in ("train", "val", "test")]
+        sets = [own_records(spec, s, cfg.data_seed) for s in ("train", "val", "test")]
         meta = sets[0][0]
         train, val, test = (crops.materialize_cached(meta, inst, S, progress=progress, desc=f"{meta.name} {s}")
                             for (_, inst), s in zip(sets, ("train", "val", "test")))
@@ -95,10 +84,12 @@ def load_data(cfg, spec=None, progress=True):
     else:
         kw = dict(synth_size=cfg.synth_size, seed=cfg.data_seed)
         train, val, test = (data.load(cfg.dataset, s, S, progress=progress, **kw) for s in ("train", "val", "test"))
-    split_name = train.meta.name
-    if spec.train_json or spec.dlc_project:     # own data: one split file per training set, never a name clash
-        split_name += "-" + splits.digest(train.ids)[:8]
-    sp = splits.get(split_name, train.ids)
+    if spec.own():                  # own data: one split file per training set, never in the checkout
+        folder = split_folder(run_dir)
+        sp = splits.get(f"{train.meta.name}-{splits.digest(train.ids)[:8]}", train.ids, write=folder is not None,
+                        folder=folder)
+    else:
+        sp = splits.get(train.meta.name, train.ids)
     labeled = torch.as_tensor(sp.labeled(cfg.labeled, cfg.split_seed))
     unlabeled = torch.as_tensor(sp.unlabeled(cfg.labeled, cfg.split_seed, cfg.unlabeled_fraction))
     if extra is not None:
@@ -111,14 +102,18 @@ def load_data(cfg, spec=None, progress=True):
 def run(cfg, out_dir, spec=None, resume=False, device=None, progress=True, stop_at=None):
     """Train (or resume, with `resume`) one run of `cfg.method` and write out_dir/metrics.json; returns the metrics
     dict (that of a finished run of this config already in out_dir, reused). Supervised runs are kept under their
-    canonical config (config.canonical), so every table row and warm start shares them."""
+    canonical config (config.canonical), so every table row and warm start shares them. out_dir/data.json records
+    where the data came from (data.own.write_spec)."""
     distributed.setup()                     # under torchrun: join the process group before the first collective
     cfg = C.canonical(cfg)
+    device = check_device(device)
     done = finished_run(out_dir, cfg, resume)
     if done:
         return done
     if cfg.method not in METHODS:
         raise UserError(f"unknown method {cfg.method!r}: choose one of {', '.join(METHODS)}")
+    if distributed.context().main:          # one process writes the record of the data
+        write_spec(spec, out_dir)
     return METHODS[cfg.method](cfg, out_dir, spec, resume, device, progress, stop_at)
 
 
@@ -127,7 +122,7 @@ def standard(cfg, out_dir, spec, resume, device, progress, stop_at):
     supervised twin when cfg.init says so)."""
     init = warm_start(cfg, spec, progress)
     with distributed.context().main_first():             # rank 0 builds the data caches the others read
-        train, val, test, labeled, unlabeled = load_data(cfg, spec, progress)
+        train, val, test, labeled, unlabeled = load_data(cfg, spec, progress, out_dir)
     return train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume, device, progress, stop_at,
                           init)
 
@@ -159,7 +154,7 @@ def pseudo_labels(cfg, out_dir, spec, resume, device, progress, stop_at):
     _, tdir = cached(teacher_cfg, spec, progress)
     ctx = distributed.context()
     with ctx.main_first():
-        train, val, test, labeled, unlabeled = load_data(cfg, spec, progress)
+        train, val, test, labeled, unlabeled = load_data(cfg, spec, progress, out_dir)
     kp = kept = None
     if ctx.main:                                     # under torchrun: rank 0's pseudo-labels, in every process
         dev = ctx.device(default_device(device))
@@ -191,7 +186,7 @@ def after_paper(cfg, out_dir, spec, resume, device, progress, stop_at):
     if cfg.method == "dual" and init:
         second = warm_start(replace(cfg, seed=C.run_seed(cfg) + 1000), spec, progress)
         kw["init_weights_b"] = second[2]
-    train, val, test, labeled, unlabeled = load_data(cfg, spec, progress)
+    train, val, test, labeled, unlabeled = load_data(cfg, spec, progress, out_dir)
     m = train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume, device, progress, stop_at, init,
                        trainer=TRAINERS[cfg.method], **kw)
     if m is not None and kw:
@@ -242,7 +237,7 @@ def train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume=Fa
 def run_dir(cfg, spec=None):
     """A folder under results/runs/ named by the run's configuration, so notebooks share identical runs."""
     cfg = C.canonical(cfg)
-    own = spec is not None and any(v is not None for k, v in vars(spec).items() if k != "video_frames")
+    own = spec is not None and any(getattr(spec, k) is not None for k in PATHS)
     key = {"cfg": C.key_fields(cfg), "spec": vars(spec) if own else None}
     if cfg.dataset == "synthetic" and not own:     # a new version of the embedded set is a new run
         key["synth_version"] = SynthConfig.version

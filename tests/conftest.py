@@ -18,3 +18,12 @@ def shared(name):
 def smoke_dir():
     from kpsemi.data.synthetic import writer as synth
     return synth.ensure("smoke", 0, progress=False)
+
+
+@pytest.fixture(scope="session")
+def smoke_run(smoke_dir, tmp_path_factory):
+    """A tiny finished run on the embedded smoke set (supervised, 4 steps): a run folder as `kpsemi train` writes."""
+    from kpsemi import config, runs
+    out = str(tmp_path_factory.mktemp("smoke-run") / "sup")
+    runs.run(config.get("smoke", losses=("sup",), max_steps=4, eval_every=2), out, progress=False)
+    return out

@@ -30,3 +30,54 @@ def test_bad_input_is_one_error_line(tmp_path):
     assert "Traceback" not in r.stderr
     r = run("quickstart", "--preset", "nope")
     assert r.returncode == 2 and "choose one of smoke, demo, paper" in r.stderr
+
+
+def test_an_unreadable_image_is_an_error_line_of_its_own(tmp_path):
+    """The crops' progress bar is closed before the error is printed, so the error does not continue its line."""
+    (tmp_path / "a.jpg").write_text("not a picture")
+    doc = {"images": [{"id": 1, "file_name": "a.jpg"}], "categories": [{"id": 1, "keypoints": ["nose"]}],
+           "annotations": [{"id": 7, "image_id": 1, "category_id": 1, "bbox": [0, 0, 9, 9], "keypoints": [4, 4, 2]}]}
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    j = str(tmp_path / "a.json")
+    r = run("train", "--preset", "smoke", "--train-json", j, "--val-json", j, "--test-json", j, "--out",
+            str(tmp_path / "run"), env={"KPSEMI_DATA": str(tmp_path / "data")})
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    last = r.stderr.strip().splitlines()[-1].split("\r")[-1]                  # what a terminal shows last
+    assert last.startswith(f"error: {j}: annotation id=7 (annotations[0]): image {tmp_path / 'a.jpg'} cannot be "
+                           "read as an image"), r.stderr
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+    from kpsemi import cli
+    parsers, missing = [], []
+    ap = argparse.ArgumentParser()
+    sub = ap.add_subparsers()
+    for add in (cli._add_data, cli._add_train, cli._add_reproduce, cli._add_predict, cli._add_embeddings):
+        add(sub)
+    for name, p in sub.choices.items():
+        parsers.append((name, p))
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                parsers += [(f"{name} {n}", q) for n, q in a.choices.items()]
+    for name, p in parsers:
+        missing += [f"{name} {a.option_strings or a.dest}" for a in p._actions
+                    if a.dest != "help" and not isinstance(a, argparse._SubParsersAction) and not a.help]
+    assert not missing, f"options without help: {missing}"
+    train = dict(parsers)["train"]
+    helps = {a.dest: a.help for a in train._actions}
+    assert "split seed" in helps["seed"] and "preset" in helps["max_steps"] and "cuda" in helps["device"]
+    assert "run cache" in helps["out"]
+    r = run("quickstart", "--help")
+    assert r.returncode == 0 and "results.md" in r.stdout                     # quickstart's --out, in main()
+
+
+def test_train_device_cuda_without_a_gpu_is_one_line(tmp_path):
+    import torch
+    dev = f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() else "cuda"   # a GPU that is not there
+    r = run("train", "--preset", "smoke", "--device", dev, "--out", str(tmp_path / "run"))
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith(f"error: --device {dev}: ") and ("no CUDA GPU" in r.stderr or "only" in r.stderr)
+    r = run("train", "--preset", "smoke", "--device", "gpu0", "--out", str(tmp_path / "run"))
+    assert r.returncode == 2 and "error: --device 'gpu0': not a device name" in r.stderr
+    assert not os.path.exists(tmp_path / "run")                               # checked before anything is written

@@ -62,8 +62,9 @@ def _load_rgb(inst):
     try:
         with Image.open(inst.file) as im:
             return np.asarray(im.convert("RGB"))
-    except (OSError, ValueError) as e:
-        raise DataError(f"{inst.file}: cannot read image ({e})") from None
+    except (OSError, ValueError) as e:                       # not an image, truncated, unreadable
+        where = f"{inst.source}: image" if inst.source else "image"
+        raise DataError(f"{where} {inst.file} cannot be read as an image ({e})") from None
 
 
 def crop(img, box, size, pad=1.25):
@@ -102,8 +103,10 @@ def materialize(meta, instances, size, pad=1.25, workers=4, progress=True, desc=
         c, T = crop(img, inst.box, size, pad)
         return i, c, T
 
-    with ThreadPoolExecutor(workers) as ex:
-        for i, c, T in tqdm(ex.map(one, range(n)), total=n, desc=desc, disable=not progress, leave=False):
+    # the bar closes (and clears its line) before an error propagates, so the error is a line of its own
+    with ThreadPoolExecutor(workers) as ex, tqdm(total=n, desc=desc, disable=not progress, leave=False) as bar:
+        for i, c, T in ex.map(one, range(n)):
+            bar.update(1)
             inst = instances[i]
             images[i], Ts[i] = c, T
             kp = torch.as_tensor(inst.keypoints, dtype=torch.float64)

@@ -63,6 +63,7 @@ class Instance:
     head_box: tuple = None                # (x1, y1, x2, y2) for PCKh
     labeled: bool = True
     frame: object = None                  # an in-memory image (H, W, 3) uint8 instead of `file` (video frames)
+    source: str = ""                      # where it was declared (file and row), named in image errors
 
 
 _SIDE = re.compile(r"(^|[_\s-])(left|right|l|r)(?=$|[_\s-])", re.IGNORECASE)
@@ -89,9 +90,31 @@ def infer_flip_pairs(names):
     return sorted(pairs)
 
 
+def _numbers(value, where, what):
+    """float64 array of a (nested) list of numbers; a string, None or any non-number is a DataError."""
+    if isinstance(value, (str, bytes)) or value is None:
+        raise DataError(f"{where}: {what} must be a list of numbers, got {_show(value)}")
+    try:
+        a = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{where}: {what} must be a list of numbers, got {_show(value)}") from None
+    return a
+
+
+def _show(value, n=60):
+    """A short repr of a user's value for a message."""
+    text = repr(value)
+    return text if len(text) <= n else text[:n - 3] + "..."
+
+
+def _plain(values):
+    """Numbers as the user wrote them: 10, 2.5 (not np.float64(10.0))."""
+    return ", ".join(f"{float(v):g}" for v in np.ravel(values))
+
+
 def check_keypoints(kp, k, where):
     """(K, 3) float array from a flat or nested list; raises DataError naming `where` on any problem."""
-    a = np.asarray(kp, dtype=np.float64)
+    a = _numbers(kp, where, "keypoints")
     if a.size != 3 * k:
         raise DataError(f"{where}: expected {k} keypoints (x, y, v) = {3 * k} numbers, got {a.size}")
     a = a.reshape(k, 3)
@@ -99,7 +122,8 @@ def check_keypoints(kp, k, where):
         raise DataError(f"{where}: keypoints contain NaN/inf")
     bad = ~np.isin(a[:, 2], (0, 1, 2))
     if bad.any():
-        raise DataError(f"{where}: visibility must be 0, 1 or 2; keypoint {int(np.argmax(bad))} has {a[bad][0, 2]}")
+        raise DataError(f"{where}: visibility must be 0, 1 or 2; keypoint {int(np.argmax(bad))} has "
+                        f"{_plain(a[bad][0, 2])}")
     return a
 
 
@@ -115,9 +139,10 @@ def box_from_keypoints(kp, margin=0.1):
 
 
 def check_box(box, where):
-    b = np.asarray(box, dtype=np.float64).reshape(-1)
+    """(x, y, w, h) floats of a box; raises DataError naming `where` unless it is 4 finite numbers, w, h > 0."""
+    b = _numbers(box, where, "box (x, y, w, h)").reshape(-1)
     if b.size != 4 or not np.isfinite(b).all():
-        raise DataError(f"{where}: box must be 4 finite numbers (x, y, w, h), got {box!r}")
+        raise DataError(f"{where}: box must be 4 finite numbers (x, y, w, h), got {_show(box)}")
     if b[2] <= 0 or b[3] <= 0:
-        raise DataError(f"{where}: box has non-positive width/height {tuple(b)}")
+        raise DataError(f"{where}: box has non-positive width/height (x, y, w, h = {_plain(b)})")
     return tuple(float(v) for v in b)

@@ -89,15 +89,16 @@ class Splits:
         return np.array([self.index[i] for i in sel], dtype=np.int64)
 
 
-def path_for(name):
-    return os.path.join(splits_dir(), f"{name}.json")
+def path_for(name, folder=None):
+    return os.path.join(folder or splits_dir(), f"{name}.json")
 
 
-def get(name, ids, write=True):
-    """The splits of dataset `name` for these training ids: read from data/splits/<name>.json, or made and
-    written there on first use. A file made for other ids is an error (it would silently change the subsets)."""
+def get(name, ids, write=True, folder=None):
+    """The splits of dataset `name` for these training ids: read from <folder>/<name>.json (default data/splits/),
+    or made and written there on first use (with write=False: made, not written; they are deterministic). A file
+    made for other ids is an error (it would silently change the subsets)."""
     ids = [str(i) for i in ids]
-    p = path_for(name)
+    p = path_for(name, folder)
     if os.path.exists(p):
         with open(p) as f:
             doc = json.load(f)

@@ -63,6 +63,14 @@ class Embeddings:
                                       else getattr(self, f.name)) for f in fields(self)})
 
 
+def concat(embs):
+    """One Embeddings of several with the same keypoints and source, their rows one after the other."""
+    first = embs[0]
+    return Embeddings(**{f.name: (np.concatenate([getattr(e, f.name) for e in embs])
+                                  if isinstance(getattr(first, f.name), np.ndarray) else getattr(first, f.name))
+                         for f in fields(Embeddings)})
+
+
 @torch.no_grad()
 def extract(model, data, source="predicted", stride=4, sigma=2.0, batch_size=64, device="cpu", progress=True):
     """Embeddings of every visible (v = 2) keypoint of `data` (KeypointData), batched and without gradients.

@@ -1,50 +1,34 @@
-"""An interactive t-SNE explorer of keypoint embeddings for JupyterLab (plotly FigureWidget + ipywidgets).
+"""An interactive t-SNE explorer of keypoint embeddings for JupyterLab (jupyter-scatter + ipywidgets).
 
     ex = Explorer({"supervised": "runs/sup-5/best.pt", "semi": "runs/ours-5"}, test)   # files or run folders
     ex.show()                      # model / keypoint types / perplexity controls, the map, a detail panel
+    explore(["runs/mine", "runs/mine-sup"]).show()      # any runs: on the test crops of the data they trained on
 
-Hover or click a point: the crop around that keypoint and the heatmap that pooled its z_i. Box or lasso a region:
-the list of images in it. All state lives in plain methods (`select_model`, `set_types`, `set_perplexity`,
-`on_point`, `on_select`) that return what the panels show; the widget callbacks are thin wrappers, so tests
-drive the explorer without a browser. Embeddings are cached per model and t-SNE maps per (model, perplexity,
-types); `Explorer(..., widgets=False)` builds no widgets at all.
+Hover a point: the crop around that keypoint and the heatmap that pooled its z_i. Lasso a region (the lasso-type
+button: a rectangle) or click a point: the images it holds are listed; a double-click on empty space clears it.
+All state lives in plain methods (`select_model`, `set_types`, `set_perplexity`, `on_point`, `on_select`); the
+widget callbacks are thin wrappers, so tests drive the explorer without a browser (tests/test_browser.py drives it
+in JupyterLab). Embeddings are cached per model, t-SNE maps per (model, perplexity, types); `widgets=False` builds
+no widgets. The map is jupyter-scatter, which syncs the hovered point and the selection as two traits (plotly's
+FigureWidget sends hover, click and selection through one trait, and while the kernel is busy with a hover
+ipywidgets keeps only that trait's newest value, so hovers after a lasso overwrite the selection).
 """
-import io
-import os
+import html
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from kpsemi import draw
 from kpsemi.embeddings import analysis as E
+from kpsemi.embeddings.trained import load_for, model_paths, runs_and_data
 from kpsemi.errors import UserError
-from kpsemi.method import heatmaps as H, models
+from kpsemi.method import heatmaps as H
 
-
-def model_paths(models):
-    """{name: best.pt path} from a dict name -> (best.pt | run folder), a list of run folders, or one path."""
-    if isinstance(models, (str, os.PathLike)):
-        models = [models]
-    if not isinstance(models, dict):
-        models = {os.path.basename(os.path.normpath(str(p))) or str(p): p for p in models}
-    if not models:
-        raise UserError("the explorer needs at least one model (a best.pt file or a run folder)")
-    out = {}
-    for name, p in models.items():
-        path = os.path.join(p, "best.pt") if os.path.isdir(p) else str(p)
-        if not os.path.isfile(path):
-            raise UserError(f"model {name!r}: no checkpoint at {path} (give a best.pt or a run folder holding one)")
-        out[str(name)] = path
-    return out
-
-
-def _png(fig, dpi):
-    """PNG bytes of a figure, which is closed."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
-    return buf.getvalue()
+# panel geometry in screen pixels: fixed, so nothing moves when a detail or a selection appears, and the PNGs are
+# drawn at the size they are shown (9 pt titles at 100 dpi are 12.5 px high)
+MAP_PX, POINT_PX, TYPES_PX, PANEL_PX = 440, 5, 160, 430
+DETAIL_PX, THUMBS_PX, DPI, TITLE_PT = (420, 160), (420, 230), 100, 9
+LIST_ROWS = 200                                                   # images listed in the selection table
 
 
 def patch(image, xy, size):
@@ -86,7 +70,7 @@ class Explorer:
         self.types = self._type_indices(types)
         self.idx = self.xy = None                                  # shown points: indices into the embeddings, map
         self.detail, self.selection = None, []
-        self.ui, self._syncing, self._picked = None, False, []
+        self.ui, self._syncing = None, False
         self._compute()
         if widgets:
             self._build()
@@ -113,14 +97,7 @@ class Explorer:
         if name not in self.paths:
             raise UserError(f"unknown model {name!r}: choose from {', '.join(self.paths)}")
         if name not in self._models:
-            m, cfg, meta = models.load_model(self.paths[name], self.device)
-            if list(meta["keypoints"]) != self.names:
-                raise UserError(f"model {name!r} was trained on keypoints {meta['keypoints']}, the data has "
-                                f"{self.names}")
-            if cfg["input_size"] != self.data.size:
-                raise UserError(f"model {name!r} was trained on {cfg['input_size']} px crops but the data has "
-                                f"{self.data.size} px: load the data with input_size={cfg['input_size']}")
-            self._models[name] = (m, cfg)
+            self._models[name] = load_for(name, self.paths[name], self.data, self.device)
         return self._models[name]
 
     def emb(self, name=None):
@@ -208,126 +185,188 @@ class Explorer:
 
     # ---- widgets: thin wrappers around the methods above ------------------------------------------------------
     def _build(self):
-        import ipywidgets as W     # the notebooks extra; only the widgets need it (tests drive the methods)
+        import ipywidgets as W
         try:
-            import plotly.graph_objects as go
-            fig = go.FigureWidget()
+            import jscatter
         except ImportError as e:
-            raise UserError(f"the explorer needs plotly's FigureWidget ({e}): pip install plotly anywidget") from None
-        fig.update_layout(width=640, height=520, dragmode="lasso", margin=dict(l=10, r=10, t=30, b=10),
-                          legend=dict(font=dict(size=9)), xaxis=dict(visible=False), yaxis=dict(visible=False))
-        self.fig = fig
-        self.w = {"model": W.Dropdown(options=list(self.paths), value=self.model_name, description="model"),
-                  "types": W.SelectMultiple(options=self.names, value=[self.names[t] for t in self.types],
-                                            rows=8, description="types"),
+            raise UserError(f"the explorer needs jupyter-scatter ({e}): pip install jupyter-scatter") from None
+
+        def fixed(width, height=None, **kw):                        # a box that neither grows nor shrinks
+            return W.Layout(width=f"{width}px", height=f"{height}px" if height else None, flex="0 0 auto", **kw)
+
+        sc = jscatter.Scatter(x="x", y="y", data=self._frame())
+        sc.x("x", scale=(-1, 1)).y("y", scale=(-1, 1)).color(by="keypoint", map=self._colours())
+        sc.size(default=POINT_PX).opacity(unselected=0.3).width(MAP_PX).height(MAP_PX).axes(False)
+        sc.legend(False).tooltip(True, properties=["color", "image"]).mouse("lasso")
+        self.scatter, sw = sc, sc.widget
+        sw.show(["pan_zoom", "lasso", "lasso_type", "divider", "reset"])
+        sw.layout = W.Layout(flex="0 0 auto")
+        sw.add_class("kpsemi-map")
+        (dw, dh), (tw, th) = DETAIL_PX, THUMBS_PX
+        self.w = {"model": W.Dropdown(options=list(self.paths), value=self.model_name, description="model",
+                                      style={"description_width": "initial"}, layout=fixed(320)),
                   "perplexity": W.FloatSlider(value=self.perplexity, min=2, max=max(100, self.perplexity), step=1,
-                                              continuous_update=False, description="perplexity"),
-                  "status": W.HTML(), "detail": W.Image(format="png"), "selection": W.HTML(),
-                  "thumbs": W.Image(format="png")}
+                                              continuous_update=False, description="perplexity",
+                                              style={"description_width": "initial"}, layout=fixed(340)),
+                  "status": W.HTML(layout=W.Layout(flex="1 1 auto")),
+                  "types": W.SelectMultiple(options=self.names, value=[self.names[t] for t in self.types],
+                                            rows=min(16, len(self.names)), layout=fixed(TYPES_PX)),
+                  "detail": W.Image(format="png", layout=fixed(dw, dh, visibility="hidden")),
+                  "thumbs": W.Image(format="png", layout=fixed(tw, th, display="none")),
+                  "selection": W.HTML(layout=fixed(PANEL_PX)),
+                  "legend": W.HTML(layout=fixed(MAP_PX + 40))}
+        for name in ("model", "detail", "thumbs", "selection", "status", "types", "legend"):
+            self.w[name].add_class(f"kpsemi-{name}")
         self.w["model"].observe(lambda ch: self._control(self.select_model, ch["new"]), "value")
         self.w["types"].observe(lambda ch: self._control(self.set_types, ch["new"]) if ch["new"] else None, "value")
         self.w["perplexity"].observe(lambda ch: self._control(self.set_perplexity, ch["new"]), "value")
-        controls = W.VBox([self.w["model"], self.w["types"], self.w["perplexity"], self.w["status"]])
-        self.ui = W.HBox([controls, fig, W.VBox([self.w["detail"], self.w["thumbs"], self.w["selection"]])])
-        self._redraw()
+        sw.observe(self._hovered, "hovering")
+        sw.observe(self._selected, "selection")
+        types = W.VBox([W.HTML("keypoint types"), self.w["types"]], layout=fixed(TYPES_PX))
+        panel = W.VBox([self.w["detail"], self.w["selection"], self.w["thumbs"]], layout=fixed(PANEL_PX))
+        top = W.HBox([self.w["model"], self.w["perplexity"], self.w["status"]])
+        plot = W.VBox([sw, self.w["legend"]], layout=fixed(MAP_PX + 40))
+        self.ui = W.VBox([top, W.HBox([types, plot, panel], layout=W.Layout(flex_flow="row wrap",
+                                                                            align_items="flex-start"))])
+        self.ui.add_class("kpsemi-explorer")
+        self._sync_controls()
 
-    def _control(self, method, value):
+    def _frame(self):
+        """The shown map as a table: row i is map point i (x, y in [-1, 1], keypoint type, image id)."""
+        import pandas as pd
+        e = self.emb()
+        xy = _unit(self.xy)
+        return pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1],
+                             "keypoint": pd.Categorical([self.names[k] for k in e.kind[self.idx]],
+                                                        categories=[self.names[t] for t in self.types]),
+                             "image": [str(self.data.ids[i]) for i in e.image[self.idx]]})
+
+    def _colours(self):
+        """The kit's keypoint colours of the shown types, in the order of the frame's categories (a list: a dict
+        map breaks jupyter-scatter's `data()` update)."""
+        from matplotlib.colors import to_hex
+        colours = draw.keypoint_colours(len(self.names))
+        return [to_hex(colours[t]) for t in self.types]
+
+    def _control(self, method, value, busy=True):
+        """Run a state method from a widget callback; a UserError goes to the status line, not lost in a log."""
         if self._syncing:
             return
-        self.w["status"].value = "<i>computing t-SNE ...</i>"
+        if busy:
+            self.w["status"].value = "<i>computing t-SNE ...</i>"
         try:
             method(value)
-        except UserError as e:                                      # shown in the panel, not lost in a log
-            self.w["status"].value = f"<span style='color:#c00'>{e}</span>"
+        except UserError as e:
+            self.w["status"].value = f"<span style='color:#c00'>{html.escape(str(e))}</span>"
+            return
+        self._show_status()
 
-    def _click(self, trace, points, state):
-        if points.point_inds:
-            self.on_point(trace.customdata[points.point_inds[0]])
+    def _hovered(self, change):                                     # None: the mouse left the point; keep the detail
+        i = change["new"]
+        if i is None or self._syncing or (self.detail is not None and self.detail["point"] == int(i)):
+            return
+        self._control(self.on_point, int(i), busy=False)
 
-    def _hover(self, trace, points, state):                         # hovering the shown point again: no redraw
-        same = points.point_inds and self.detail and self.detail["point"] == trace.customdata[points.point_inds[0]]
-        if not same:
-            self._click(trace, points, state)
-
-    def _select(self, trace, points, selector):
-        """A box or lasso: plotly calls this once per trace, in trace order, with that trace's points (maybe none);
-        the selection is the union, listed when the last trace has reported."""
-        if points.trace_index == 0:
-            self._picked = []
-        self._picked += [int(trace.customdata[j]) for j in points.point_inds]
-        if points.trace_index == len(self.fig.data) - 1:
-            self.on_select(self._picked)
+    def _selected(self, change):                                    # a lasso, a rectangle, a click, or cleared
+        pts = change["new"]
+        self._control(self.on_select, [] if pts is None else np.asarray(pts, dtype=np.int64).tolist(), busy=False)
 
     def _redraw(self):
+        """A new map: new points, colours and legend; nothing selected, no detail."""
         if self.ui is None:
             return
-        import plotly.graph_objects as go       # the notebooks extra, as in _build
-        e, colours = self.emb(), draw.keypoint_colours(len(self.names))
-        kind = e.kind[self.idx]
-        with self.fig.batch_update():
-            self.fig.data = []
-            for t in self.types:
-                sel = np.flatnonzero(kind == t)                     # this trace's points, as map indices
-                rows = self.idx[sel]
-                r, g, b = (int(255 * c) for c in colours[t][:3])
-                self.fig.add_trace(go.Scattergl(
-                    x=self.xy[sel, 0], y=self.xy[sel, 1], mode="markers", name=self.names[t], customdata=sel,
-                    marker=dict(size=5, color=f"rgb({r},{g},{b})"), hoverinfo="text",
-                    hovertext=[f"{self.names[t]} · image {self.data.ids[e.image[j]]}" for j in rows]))
-            self.fig.layout.title = f"{self.model_name}: z from {self.source} heatmaps"
-        for tr in self.fig.data:
-            tr.on_click(self._click)
-            tr.on_hover(self._hover)
-            tr.on_selection(self._select)
-            tr.on_deselect(lambda trace, points: self.on_select([]) if self.selection else None)
-        v = self.view()
         self._syncing = True                                        # the methods moved the controls: no echo
         try:
-            self.w["model"].value, self.w["types"].value = self.model_name, tuple(v["types"])
+            # one message: jupyter-scatter decides from `non_spatial_points_update` whether to rebuild its hover
+            # index when the points arrive; sent apart, the flag may come late and hovers then find nothing
+            with self.scatter.widget.hold_sync():
+                self.scatter.data(self._frame())                    # the axes stay [-1, 1]: one points update
+                self.scatter.color(map=self._colours())
+                self.scatter.selection([])
+            self.scatter.widget.reset_view()                        # the whole map, whatever the last zoom was
+        finally:
+            self._syncing = False
+        self._sync_controls()
+
+    def _sync_controls(self):
+        self._syncing = True
+        try:
+            self.w["model"].value, self.w["types"].value = self.model_name, tuple(self.names[t] for t in self.types)
             self.w["perplexity"].value = self.perplexity
         finally:
             self._syncing = False
-        self.w["status"].value = f"{v['points']} points, perplexity {v['effective_perplexity']:g}"
+        self._show_status()
         self._show_detail()
         self._show_selection()
+
+    def _show_status(self):                                         # the status line and the colour legend
+        v = self.view()
+        self.w["status"].value = (f"<b>{html.escape(self.model_name)}</b>: z from {self.source} heatmaps, "
+                                  f"{v['points']} points, perplexity {v['effective_perplexity']:g}")
+        items = "".join(f"<span style='display:inline-block;width:150px'><span style='color:{c}'>●</span> "
+                        f"{html.escape(self.names[t])}</span>" for t, c in zip(self.types, self._colours()))
+        self.w["legend"].value = f"<div style='font-size:12px;line-height:18px'>{items}</div>"
 
     def _show_detail(self):
         if self.ui is None:
             return
-        self.w["detail"].value = b"" if self.detail is None else self.detail_png()
+        _set_image(self.w["detail"], None if self.detail is None else self.detail_png(), keep_space=True)
 
-    def detail_png(self, size=2.2):
-        """PNG bytes: the whole crop with the keypoint, the patch around it, and the heatmap over the crop."""
+    def detail_png(self):
+        """PNG bytes of DETAIL_PX: the whole crop with the keypoint, the patch around it, the heatmap over the crop."""
         d = self.detail
-        img = self.data.images[d["image"]]
-        fig, ax = plt.subplots(1, 3, figsize=(3 * size, size + 0.3))
-        ax[0].imshow(img.permute(1, 2, 0).numpy())
-        ax[0].scatter([d["xy"][0] - 0.5], [d["xy"][1] - 0.5], s=40, facecolors="none", edgecolors="yellow")
-        ax[0].set_title(f"{d['id']} {d['class']}", fontsize=8)
-        ax[1].imshow(d["patch"].permute(1, 2, 0).numpy())
-        ax[1].set_title(d["name"], fontsize=8)
-        draw.heatmap_overlay(ax[2], img, d["heatmap"], title=f"{self.source} heatmap")
-        for a in ax:
-            a.set_axis_off()
-        fig.tight_layout()
-        return _png(fig, 80)
+        fig = draw.detail_figure(self.data.images[d["image"]], d["xy"], d["patch"], d["heatmap"],
+                                 (f"{d['id']} {d['class']}", d["name"], f"{self.source} heatmap"), DETAIL_PX, DPI,
+                                 TITLE_PT)
+        return draw.png(fig, DPI)
 
     def _show_selection(self):
         if self.ui is None:
             return
-        rows = "".join(f"<tr><td>{s['id']}</td><td>{s['points']}</td><td>{', '.join(s['types'])}</td></tr>"
-                       for s in self.selection[:30])
-        more = f"<p>… and {len(self.selection) - 30} more</p>" if len(self.selection) > 30 else ""
-        self.w["selection"].value = (f"<b>{len(self.selection)} images selected</b><table><tr><th>image</th>"
-                                     f"<th>points</th><th>types</th></tr>{rows}</table>{more}"
-                                     if self.selection else "<i>box/lasso points to list their images</i>")
-        self.w["thumbs"].value = self.selection_png() if self.selection else b""
+        rows = "".join(f"<tr><td>{html.escape(str(s['id']))}</td><td>{s['points']}</td>"
+                       f"<td>{html.escape(', '.join(s['types']))}</td></tr>" for s in self.selection[:LIST_ROWS])
+        more = (f"<p>… and {len(self.selection) - LIST_ROWS} more</p>" if len(self.selection) > LIST_ROWS else "")
+        self.w["selection"].value = (
+            f"<b>{len(self.selection)} images selected</b><div style='max-height:240px;overflow-y:auto;"
+            f"font-size:12px;line-height:16px'><table style='border-spacing:8px 2px'><tr><th>image</th><th>points</th>"
+            f"<th>types</th></tr>{rows}</table>{more}</div>" if self.selection else
+            "<i>hover a point to see its keypoint; lasso points (or click one) to list their images</i>")
+        _set_image(self.w["thumbs"], self.selection_png() if self.selection else None)
 
-    def selection_png(self, n=8, cols=4):
-        """PNG bytes: the first `n` selected images with their ground truth (draw.grid)."""
-        return _png(draw.grid(self.data, [s["image"] for s in self.selection[:n]], cols=cols, size=1.4), 70)
+    def selection_png(self):
+        """PNG bytes of THUMBS_PX: the first 8 selected images with their ground truth."""
+        first = self.selection[:8]
+        fig = draw.thumbnails_figure(self.data, [s["image"] for s in first], [str(s["id"]) for s in first],
+                                     THUMBS_PX, DPI, TITLE_PT)
+        return draw.png(fig, DPI)
 
     def show(self):
         if self.ui is None:
             self._build()
         return self.ui
+
+
+def explore(runs, data=None, split="test", **kw):
+    """The Explorer of run folders or best.pt files (one, a list, or a dict name -> run). data: KeypointData at the
+    runs' input size; None: the `split` of the data the first run trained on (trained.run_data). kw go to Explorer
+    (source, perplexity, max_points, device, ...)."""
+    paths, data = runs_and_data(runs, data, split)
+    return Explorer(paths, data, **kw)
+
+
+def _unit(xy, margin=0.06):
+    """(P, 2) map coordinates scaled into [-1 + margin, 1 - margin] around their centre, one scale for both axes
+    (the map keeps its aspect, no point sits on the canvas edge)."""
+    lo, hi = xy.min(0), xy.max(0)
+    half = max(float((hi - lo).max()) / 2, 1e-9)
+    return (xy - (lo + hi) / 2) * ((1 - margin) / half)
+
+
+def _set_image(widget, png, keep_space=False):
+    """Show PNG bytes in an Image widget, or hide it (an empty Image is a broken-image icon in the browser); with
+    keep_space its box stays, so what lies below does not move when a picture comes."""
+    widget.value = png or b""
+    if keep_space:
+        widget.layout.visibility = None if png else "hidden"
+    else:
+        widget.layout.display = None if png else "none"

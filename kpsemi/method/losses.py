@@ -55,6 +55,13 @@ class Loss:
         return self.fn(out)
 
 
+def unsup_heatmaps(heatmaps, target, weight, use_gt=True):
+    """The heatmaps the unsupervised losses see (paper §4.2): the ground-truth target for labeled keypoints
+    (weight > 0) when use_gt, the prediction everywhere else. (B, K, h, w) x2, (B, K) -> (B, K, h, w)."""
+    gt = (weight > 0) & use_gt
+    return torch.where(gt[..., None, None], target, heatmaps)
+
+
 def supervised(out):
     """L_sup: mean squared error between predicted and ground-truth heatmaps of the labeled samples, unlabeled
     keypoints masked out (mean over labeled samples, keypoints and pixels)."""

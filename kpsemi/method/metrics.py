@@ -48,6 +48,13 @@ class PCK:
         return {"mean": self.mean, "per_keypoint": per, "count": self.count, "alpha": self.alpha}
 
 
+def gap_closed(supervised_low, method_low, supervised_high):
+    """The share (%) of the gap between supervised training at few labels and at all labels that a method at few
+    labels closes: 100 * (method - low) / (high - low); NaN when there is no gap (high == low)."""
+    gap = supervised_high - supervised_low
+    return 100.0 * (method_low - supervised_low) / gap if gap != 0 else float("nan")
+
+
 def pck(pred, gt, norm, alpha=0.1):
     """PCK@alpha in percent. norm (N,) per-sample l (box_norm for PCK, head_norm for PCKh)."""
     ok, lab = hits(pred, gt, norm, alpha)

@@ -322,8 +322,8 @@ def forward_views(model, batch, cfg, meta, names, g):
                    weight_g=heatmaps.weights(kp2) * lab[:, None], H=H)
         views.append(("_g", kp2, slice(B, 2 * B)))
     for sfx, _, sl in views:
-        use_gt = (out["weight" + sfx] > 0) & cfg.gt_in_unsup                      # (B, K)
-        out["unsup" + sfx] = torch.where(use_gt[..., None, None], out["target" + sfx], out["heatmaps" + sfx])
+        out["unsup" + sfx] = losses.unsup_heatmaps(out["heatmaps" + sfx], out["target" + sfx], out["weight" + sfx],
+                                                   cfg.gt_in_unsup)
         if losses.NEEDS_EMBEDDINGS & set(names):
             with autocast(dev, cfg.amp):
                 h = out["unsup" + sfx]

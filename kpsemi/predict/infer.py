@@ -24,7 +24,7 @@ from kpsemi.data.records import Instance, Meta, box_from_keypoints, check_box, c
 from kpsemi.data.sources import coco
 from kpsemi.errors import DataError, UserError
 from kpsemi.method import heatmaps
-from kpsemi.method.device import autocast
+from kpsemi.method.device import autocast, check_device, default_device
 from kpsemi.method.models import load_model
 from kpsemi.paths import write_json_atomic
 from kpsemi.predict import flag as F
@@ -35,8 +35,7 @@ def load_run(run_dir, device="cpu"):
     if not os.path.isdir(run_dir):
         raise UserError(f"{run_dir}: no such run folder")
     path = os.path.join(run_dir, "best.pt")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: this machine has no CUDA device")
+    device = check_device(device) or "cpu"
     if not os.path.isfile(path):
         raise UserError(f"{run_dir}: no best.pt in this folder (not a trained run; `python -m kpsemi train ... "
                         f"--out {run_dir}` writes one)")
@@ -76,16 +75,15 @@ class Item:
 def coco_records(path, meta, image_root=None, run_dir=""):
     """[(name, file, box or None, image_id, category_id)]: one per box of a COCO file (bbox, else the box around
     its labeled keypoints), one per image without any (None: the whole image)."""
-    doc = coco._read_json(path)
-    if not isinstance(doc.get("images"), list):
-        raise DataError(f"{path}: missing the COCO list 'images'")
-    cats = doc.get("categories") or [{}]
+    doc = coco.read_document(path)
+    images = coco.object_list(path, doc, "images")
+    cats = coco.object_list(path, doc, "categories") if doc.get("categories") else [{}]
     if "keypoints" in cats[0]:
         check_names(cats[0]["keypoints"], meta, path, run_dir)
     cat0 = cats[0].get("id", 1)
-    ids = {im.get("id") for im in doc["images"]}
+    ids = {im.get("id") for im in images}
     boxes = {}
-    for i, a in enumerate(doc.get("annotations") or []):
+    for i, a in enumerate(coco.object_list(path, doc, "annotations") if doc.get("annotations") else []):
         where = f"{path}: annotation id={a.get('id', '?')} (annotations[{i}])"
         if a.get("image_id") not in ids:
             raise DataError(f"{where}: image_id {a.get('image_id')!r} is not in 'images'")
@@ -95,9 +93,9 @@ def coco_records(path, meta, image_root=None, run_dir=""):
         if box is not None and not a.get("iscrowd", 0):
             boxes.setdefault(a["image_id"], []).append((a.get("id", i), box, a.get("category_id", cat0)))
     out = []
-    for j, im in enumerate(doc["images"]):
-        if "id" not in im or "file_name" not in im:
-            raise DataError(f"{path}: images[{j}] needs 'id' and 'file_name'")
+    for j, im in enumerate(images):
+        if "id" not in im or not isinstance(im.get("file_name"), str):
+            raise DataError(f"{path}: images[{j}] needs an 'id' and a 'file_name' (text)")
         file = coco._resolve_image(path, image_root, im["file_name"])
         if not os.path.exists(file):
             raise DataError(f"{path}: images[{j}]: image file {file} not found (file_name {im['file_name']!r}; "
@@ -140,7 +138,8 @@ class Source:
             return
         for i, (name, file, box, image_id, cat) in enumerate(self.records):
             if only is None or i in only:
-                img = D._load_rgb(Instance(file=file, keypoints=None, box=box))
+                where = f"{self.path}: {name}" if self.kind == "coco" else ""     # the COCO file and its row
+                img = D._load_rgb(Instance(file=file, keypoints=None, box=box, source=where))
                 whole = (0.0, 0.0, float(img.shape[1]), float(img.shape[0]))
                 yield Item(i, name, img, box or whole, image_id, cat)
 
@@ -186,7 +185,7 @@ def predict(run_dir, out, video=None, images=None, coco_json=None, image_root=No
     frames to label with flag > 0, summary.json) under `out`; returns the summary dict."""
     if flag_by not in F.MEASURES:
         raise UserError(f"--flag-by must be one of {', '.join(F.MEASURES)}, got {flag_by!r}")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_device(device) or default_device()
     model, cfg, meta = load_run(run_dir, device)
     src = Source(meta, video, images, coco_json, image_root, max_frames, run_dir)
     os.makedirs(out, exist_ok=True)

@@ -22,7 +22,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm.auto import tqdm
 
-from kpsemi import draw
+from kpsemi import config, draw
 from kpsemi.errors import UserError
 from kpsemi.paths import notebooks_dir
 from kpsemi.repro import paper
@@ -254,4 +254,10 @@ def main(table, preset, datasets=("synthetic",), seeds=(0,), fractions=None, out
                             f"rows are {', '.join(known)}")
         cells = [c for c in cells if c.row in rows]
     (executor or SequentialExecutor(progress)).run(cells, out)
-    return render(table, collect(cells, out), out)
+    md = render(table, collect(cells, out), out)
+    note = config.plumbing_note(preset)
+    if note:                                           # smoke: the table's file and what is printed say so
+        md = f"{md}\n\n{note}"
+        with open(os.path.join(out, f"table{table}.md"), "a") as f:
+            f.write(f"\n{note}\n")
+    return md

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from kpsemi import config, data, draw
+from kpsemi import config, course, data, draw
 from kpsemi.data import geometry, splits
 from kpsemi.data.synthetic import animal, writer
 from kpsemi.method import heatmaps, metrics, warp
@@ -149,6 +149,23 @@ ax.set_xticks(range(len(train.meta.classes)), train.meta.classes, fontsize=7)
 ax.legend()
 ax.set_title("species in the labeled subsets (seed 0)")
 plt.show()
+
+# %% [markdown]
+# ## Exercise · render the heatmaps
+# Write `my_heatmap(kp, size, stride, sigma)`: for keypoints `kp` (B, K, 3) = (x, y, v) in input pixels, the
+# Gaussian targets (B, K, h, w) of peak 1 on a heatmap of `size` = (h, w). Heatmap pixel j covers input pixels
+# [j·stride, (j + 1)·stride), so a keypoint at x sits at heatmap index x / stride − 0.5; a keypoint with v = 0
+# gets an all-zero map.
+# The checker runs it on a case computed by hand, then on random inputs against `heatmaps.render`, and prints one
+# line: PASS, or FAIL with the case and what is wrong. `course.show("heatmap")` repeats the task;
+# `print(course.solution("heatmap"))` shows a solution (all of them: kpsemi/course/solutions.py).
+
+# %%
+def my_heatmap(kp, size, stride=4, sigma=2.0):
+    ...                                       # your code here: return a (B, K, h, w) tensor
+
+
+course.check("heatmap", my_heatmap)
 
 # %%
 report.record({**stats, "decode_error_px": decode_error, "warp_agreement_px": warp_agreement,

@@ -25,7 +25,7 @@ out_dir = None        # None: results/02_supervised_baseline/
 # %%
 import matplotlib.pyplot as plt
 
-from kpsemi import config, data, draw, runs
+from kpsemi import config, course, data, draw, runs
 from kpsemi.method import evaluate, metrics, models
 from kpsemi.repro import report
 
@@ -148,6 +148,22 @@ if cfg.preset == "smoke":
 # between PCK and any-keypoint PCK is the identity error that remains; semantic consistency (notebook 03) asks the
 # features under each heatmap to tell keypoint types apart, and the paper credits it with most of its gain
 # (Table 2: SC alone lifts LSP at 5 % from 39.2 to 64.7).
+
+# %% [markdown]
+# ## Exercise · write the supervised loss
+# Write `my_supervised(heatmaps, target, weight, labeled)`: L_sup of this notebook's runs. Take the samples
+# with `labeled[b]` True, multiply each keypoint's squared error (heatmaps − target)² by its weight (1 where the
+# keypoint is labeled, 0 where not) and average over those samples' keypoints and pixels.
+# The checker runs it on a case computed by hand, then on random inputs against `losses.supervised`, and prints one
+# line: PASS, or FAIL with the case and what is wrong. `course.show("supervised")` repeats the task;
+# `print(course.solution("supervised"))` shows a solution (all of them: kpsemi/course/solutions.py).
+
+# %%
+def my_supervised(heatmaps, target, weight, labeled):
+    ...                                       # your code here: return a scalar
+
+
+course.check("supervised", my_supervised)
 
 # %%
 report.record({**{f"test_pck_{int(round(100 * f))}": results[f]["test_pck"] for f in fractions},

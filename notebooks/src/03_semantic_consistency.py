@@ -24,8 +24,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from kpsemi import config, data, draw, runs
-from kpsemi.method import evaluate, metrics, models
+from kpsemi import config, course, data, draw, runs
+from kpsemi.method import evaluate, losses, metrics, models
 from kpsemi.repro import report
 
 cfg = config.get(preset)
@@ -39,8 +39,8 @@ print("KCN:", kcn, f"\n{models.count_parameters(kcn)} parameters")
 # %%
 setups = {"supervised": ("sup",), "sup + SC": ("sup", "sc")}
 res, dirs = {}, {}
-for name, losses in setups.items():
-    res[name], dirs[name] = runs.cached(config.get(cfg.preset, losses=losses, labeled=labeled,
+for name, loss_names in setups.items():
+    res[name], dirs[name] = runs.cached(config.get(cfg.preset, losses=loss_names, labeled=labeled,
                                                    split_seed=split_seed))
     print(f"{name:12s} test PCK@0.1 {res[name]['test_pck']:.2f}")
 
@@ -67,6 +67,27 @@ axes[3].set_title("F ⊙ h (its max is z_i[ch])")
 for ax in axes[2:]:
     ax.set_axis_off()
 plt.show()
+
+# %% [markdown]
+# ## z_i and L_sc in a few lines
+# The package computes z_i with a memory-saving autograd function (`models.keypoint_embeddings`) that never holds
+# F ⊙ h_i of every keypoint at once. Here is the same computation in plain lines, on this crop's outputs. Each
+# heatmap first becomes a mask m_i: clipped at 0 and divided by its peak, so that ground-truth Gaussians and
+# predictions of any height weigh F alike. F times every mask, maximum over the pixels: z_i. The KCN classifies
+# every z_i, and L_sc is the cross-entropy against the keypoint's own index. Both are checked against the package.
+
+# %%
+feats, hms = o["features"], o["heatmaps"]                                  # (1, C, h, w), (1, K, h, w)
+masks = hms.clamp_min(0)
+masks = masks / masks.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-6)     # m_i: peak 1, nothing negative
+z = (feats[:, None] * masks[:, :, None]).amax(dim=(-2, -1))                # (1, K, C): z_i = GMP(F ⊙ m_i)
+with torch.no_grad():
+    logits = model.kcn(z)                                                  # (1, K, K): the KCN on every z_i
+K = hms.shape[1]
+l_sc = torch.nn.functional.cross_entropy(logits.reshape(K, K), torch.arange(K))    # keypoint i is labelled i
+print("z_i as the package computes it:", torch.allclose(z, models.keypoint_embeddings(feats, hms), atol=1e-6))
+print(f"L_sc = {float(l_sc):.3f} nats (ln K = {np.log(K):.3f} for a KCN that guesses); as the package computes it:",
+      torch.allclose(l_sc, losses.semantic_consistency({"logits": logits})))
 
 # %% [markdown]
 # ## Does the KCN recognise the keypoints of *test* images?
@@ -121,6 +142,37 @@ print(draw.markdown([{"run": n, "test PCK@0.1": round(res[n]["test_pck"], 2),
 # small HRNet do not become keypoint-specific, least of all for left/right twins: with or without SC the
 # predicted twins sit on one spot (twin separation 0.005 with SC, 0.002 without; truly 0.113; notebook 02). SC
 # has no identity to pass on to the unlabeled images here, which is why it adds little at CPU scale (notebook 05).
+
+# %% [markdown]
+# ## Exercise · write z_i
+# Write `my_embedding(features, heatmaps)`: z_i = GMP(F ⊙ m_i) for features F (B, C, h, w) and heatmaps
+# (B, K, h, w), as in the cell above: each heatmap clipped at 0 and divided by its peak is the mask m_i, and z_i is
+# the maximum over the pixels of F times that mask, one value per channel: (B, K, C).
+# The checker runs it on a case computed by hand, then on random inputs against `models.keypoint_embeddings`, and
+# prints one line: PASS, or FAIL with the case and what is wrong. `course.show("embedding")` repeats the task;
+# `print(course.solution("embedding"))` shows a solution (all of them: kpsemi/course/solutions.py).
+
+# %%
+def my_embedding(features, heatmaps):
+    ...                                       # your code here: return a (B, K, C) tensor
+
+
+course.check("embedding", my_embedding)
+
+# %% [markdown]
+# ## Exercise · write the SC loss
+# Write `my_sc(logits)`: the KCN's logits (B, K, K) for every z_i; the label of keypoint i is i. Return the
+# cross-entropy averaged over samples and keypoints.
+# The checker runs it on a case computed by hand, then on random inputs against `losses.semantic_consistency`, and
+# prints one line: PASS, or FAIL with the case and what is wrong. `course.show("sc")` repeats the task;
+# `print(course.solution("sc"))` shows a solution (all of them: kpsemi/course/solutions.py).
+
+# %%
+def my_sc(logits):
+    ...                                       # your code here: return a scalar
+
+
+course.check("sc", my_sc)
 
 # %%
 report.record({"test_pck_sup": res["supervised"]["test_pck"], "test_pck_sup_sc": res["sup + SC"]["test_pck"],

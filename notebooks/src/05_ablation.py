@@ -17,7 +17,7 @@ out_dir = None        # None: results/05_ablation/
 import matplotlib.pyplot as plt
 import numpy as np
 
-from kpsemi import config, draw, runs
+from kpsemi import config, course, draw, runs
 from kpsemi.repro import paper, report
 
 cfg = config.get(preset)
@@ -54,6 +54,22 @@ plt.show()
 # model tells the keypoints of a left/right pair apart, even with every label (notebook 02), so SC has no identity
 # to spread; a semi-supervised batch has half as many labeled crops; the schedule is short. The `paper` preset is
 # the real test.
+
+# %% [markdown]
+# ## Exercise · the share of the gap closed
+# Write `my_gap_closed(low, method, high)`: the percentage of the gap between supervised training at few
+# labels (`low`) and with all labels (`high`) that a method at few labels (`method`) closes — the number the paper
+# quotes for its gains. With no gap (high = low) return NaN (`float("nan")`).
+# The checker runs it on a case computed by hand, then on random inputs against `metrics.gap_closed`, and prints one
+# line: PASS, or FAIL with the case and what is wrong. `course.show("gap_closed")` repeats the task;
+# `print(course.solution("gap_closed"))` shows a solution (all of them: kpsemi/course/solutions.py).
+
+# %%
+def my_gap_closed(low, method, high):
+    ...                                       # your code here: return a number
+
+
+course.check("gap_closed", my_gap_closed)
 
 # %%
 f0 = fractions[0]

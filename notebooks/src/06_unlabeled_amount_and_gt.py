@@ -20,7 +20,7 @@ out_dir = None        # None: results/06_unlabeled_amount_and_gt/
 # %%
 import matplotlib.pyplot as plt
 
-from kpsemi import config, draw, runs
+from kpsemi import config, course, draw, runs
 from kpsemi.repro import paper, report
 
 cfg = config.get(preset)
@@ -57,6 +57,22 @@ print(draw.markdown([{"method": "with g/t heatmaps", "test PCK@0.1 (5 %)": round
                       "paper LSP": paper.TABLE4_LSP["with gt heatmaps"][0]},
                      {"method": "without g/t heatmaps", "test PCK@0.1 (5 %)": round(gt[False], 2),
                         "paper LSP": paper.TABLE4_LSP["without gt heatmaps"][0]}]))
+
+# %% [markdown]
+# ## Exercise · ground truth in the unsupervised losses
+# Write `my_unsup(heatmaps, target, weight, use_gt)`: the heatmaps (B, K, h, w) the unsupervised losses
+# see. With `use_gt` (Table 4's "with g/t heatmaps"), a labeled keypoint (weight > 0) uses its ground-truth
+# `target`; every other keypoint, and every keypoint when `use_gt` is False, uses the prediction `heatmaps`.
+# The checker runs it on a case computed by hand, then on random inputs against `losses.unsup_heatmaps`, and prints
+# one line: PASS, or FAIL with the case and what is wrong. `course.show("unsup")` repeats the task;
+# `print(course.solution("unsup"))` shows a solution (all of them: kpsemi/course/solutions.py).
+
+# %%
+def my_unsup(heatmaps, target, weight, use_gt=True):
+    ...                                       # your code here: return a (B, K, h, w) tensor
+
+
+course.check("unsup", my_unsup)
 
 # %%
 report.record({"test_pck_supervised_5": sb, **{f"test_pck_pool_{int(round(100 * u))}": v for u, v in pool.items()},

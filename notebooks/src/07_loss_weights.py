@@ -17,7 +17,7 @@ out_dir = None        # None: results/07_loss_weights/
 # %%
 import matplotlib.pyplot as plt
 
-from kpsemi import config, runs
+from kpsemi import config, course, runs
 from kpsemi.repro import paper, report
 
 cfg = config.get(preset)
@@ -42,6 +42,22 @@ axes[0, 0].set_ylabel("test PCK@0.1 (%)")
 fig.suptitle("sensitivity to the loss weights (dotted: this preset's default)")
 plt.tight_layout()
 plt.show()
+
+# %% [markdown]
+# ## Exercise · the weighted sum
+# Write `my_total(values, weights, names)`: the total loss L = Σ λ_n · L_n over the losses named in `names`,
+# with the unweighted values and the weights given as dicts by loss name. Then look at this preset's weights: which
+# term would dominate the gradient if the four losses had similar values?
+# The checker runs it on a case computed by hand, then on random inputs against `losses.total`, and prints one line:
+# PASS, or FAIL with the case and what is wrong. `course.show("total")` repeats the task;
+# `print(course.solution("total"))` shows a solution (all of them: kpsemi/course/solutions.py).
+
+# %%
+def my_total(values, weights, names):
+    ...                                       # your code here: return a number
+
+
+course.check("total", my_total)
 
 # %%
 report.record({f"test_pck_{loss}_{v:g}": p for (loss, v), p in res.items()}, "07_loss_weights", out_dir,

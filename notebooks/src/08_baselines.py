@@ -32,10 +32,10 @@ out_dir = None        # None: results/08_baselines/
 import matplotlib.pyplot as plt
 import torch
 
-from kpsemi import config, data, draw, runs
+from kpsemi import config, course, data, draw, runs
 from kpsemi.baselines import pseudo
 from kpsemi.data import geometry
-from kpsemi.method import losses, models, warp
+from kpsemi.method import heatmaps, losses, models, warp
 from kpsemi.repro import report
 
 cfg = config.get(preset)
@@ -84,6 +84,31 @@ draw.grid(train_set, idx.tolist(), cols=6, pred=pred, title="pseudo-labels (x) v
 plt.show()
 
 # %% [markdown]
+# ## PL's key step in a few lines
+# `pseudo.pseudo_labels` in plain lines, for the same six images. Each image is seen at every scale of
+# `pseudo.SCALES`, as it is and mirrored; the teacher's heatmaps of each view are brought back to the frame of x
+# (a mirrored image's left paw is its right paw, so those channels trade places), averaged and decoded. A keypoint is
+# kept when its averaged peak reaches the threshold, an image when half of its keypoints are kept. Checked against
+# the package.
+
+# %%
+x = train_set.batch(idx)["image"]
+views = []
+for s in pseudo.SCALES:
+    for mirror in (False, True):
+        A = torch.diag(torch.tensor([-s if mirror else s, s, 1.0])).expand(len(x), 3, 3)    # scale, mirror
+        with torch.no_grad():
+            h = teacher(geometry.warp(x, A))["heatmaps"]
+        if mirror:
+            h = h[:, train_set.meta.flip_permutation()]                    # left and right trade places
+        views.append(geometry.warp(h, torch.linalg.inv(A)))               # back to the frame of x
+xy, peak = heatmaps.decode(torch.stack(views).mean(0), c["stride"])       # the average of the views, decoded
+keep_keypoint = peak >= c["pl_threshold"]
+keep_image = keep_keypoint.float().mean(1) >= 0.5
+print("the package's pseudo-labels:", torch.allclose(xy * keep_keypoint[..., None], kp[..., :2], atol=1e-3),
+      "| the package's kept images:", torch.equal(keep_image, kept))
+
+# %% [markdown]
 # ## What Gen learns from: reconstructions through the keypoint bottleneck
 # Top: x. Middle: x' = g(x), whose appearance the decoder may use. Bottom: the reconstruction of x from x' and the
 # keypoints of x.
@@ -122,6 +147,24 @@ fig, ax = plt.subplots(figsize=(5, 2.6))
 ax.bar(list(sres), [m["test_error_percent"] for m in sres.values()])
 ax.set_ylabel("landmark error (%)")
 plt.show()
+
+# %% [markdown]
+# ## Exercise · write ELT
+# Write `my_elt(heatmaps_g, unsup, H)`: the mean of (f(x) − g⁻¹(f(g(x))))², the heatmaps of the warped
+# image `heatmaps_g` = f(g(x)) brought back with the inverse homography (`torch.linalg.inv(H)`) and compared with
+# `unsup` = f(x). Compare your function's hand case with TE's in notebook 04: what does ELT penalise that TE does
+# not?
+# The checker runs it on a case computed by hand, then on random inputs against
+# `losses.equivariant_landmark_transformation`, and prints one line: PASS, or FAIL with the case and what is wrong.
+# `course.show("elt")` repeats the task; `print(course.solution("elt"))` shows a solution (all of them:
+# kpsemi/course/solutions.py).
+
+# %%
+def my_elt(heatmaps_g, unsup, H):
+    ...                                       # your code here: return a scalar
+
+
+course.check("elt", my_elt)
 
 # %%
 report.record({**{"test_pck_" + n.split(" ")[0].lower(): m["test_pck"] for n, m in res.items()},

@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from kpsemi import draw
+from kpsemi import course, draw
 from kpsemi.repro import report
 from kpsemi.weak import classifier, pipeline, saliency
 
@@ -255,6 +255,22 @@ plt.show()
 #   bear, giraffe and panther, each with only 11–25 % of the species' matched detections — our version of the
 #   seed's "body" and "headlight": the network finds the parts it needs for *its* task, and those are only partly
 #   the parts we would label.
+
+# %% [markdown]
+# ## Exercise · write PCK
+# Write `my_pck(pred, gt, norm, alpha)`: PCK@alpha in percent, the measure of section 5, for predictions
+# `pred` (N, K, 2), ground truth `gt` (N, K, 3) = (x, y, v) and the box side `norm` (N,): a labeled keypoint
+# (v > 0) is correct when it lies at most alpha × l from the truth; unlabeled keypoints count neither way.
+# The checker runs it on a case computed by hand, then on random inputs against `metrics.pck`, and prints one line:
+# PASS, or FAIL with the case and what is wrong. `course.show("pck")` repeats the task;
+# `print(course.solution("pck"))` shows a solution (all of them: kpsemi/course/solutions.py).
+
+# %%
+def my_pck(pred, gt, norm, alpha=0.1):
+    ...                                       # your code here: return a percentage
+
+
+course.check("pck", my_pck)
 
 # %%
 report.record({"classifier_accuracy": acc, "precision": metrics["precision"], "recall": metrics["recall"],

@@ -35,7 +35,7 @@ out_dir = None           # None: results/10_embeddings_tsne/
 import matplotlib.pyplot as plt
 import numpy as np
 
-from kpsemi import config, data, draw, runs
+from kpsemi import config, course, data, draw, runs
 from kpsemi.embeddings import analysis, explorer
 from kpsemi.method import models
 from kpsemi.repro import report
@@ -154,15 +154,18 @@ print(draw.markdown([{"model": n, f"{k}-NN % ({source} h)": ana[n]["knn_accuracy
 
 # %% [markdown]
 # ## Explore it yourself
-# Choose a model, the keypoint types to show and the perplexity; **hover or click** a point to see the crop, the
-# patch around that keypoint and the heatmap that pooled its *z*; **box- or lasso-select** a region (plotly's
-# toolbar) to list the images in it, e.g. a stray island of left eyes inside the right-eye cluster. Maps are
-# cached per (model, perplexity, types); the state lives in plain methods (`select_model`, `set_types`,
-# `set_perplexity`, `on_point`, `on_select`) that the widgets call, so you can also drive it from code.
+# Choose a model, the keypoint types to show and the perplexity; **hover** a point to see the crop, the patch
+# around that keypoint and the heatmap that pooled its *z*; **lasso** a region (the map's toolbar: the lasso-type
+# button switches to a rectangle) or click a point to list the images in it, e.g. a stray island of left eyes
+# inside the right-eye cluster; a double-click on empty space clears the selection. Maps are cached per (model,
+# perplexity, types); the state lives in plain methods (`select_model`, `set_types`, `set_perplexity`,
+# `on_point`, `on_select`) that the widgets call, so you can also drive it from code.
 #
-# `explorer.Explorer` takes any KeypointData the kit loads and a dict of name -> best.pt (or a list of run
-# folders), e.g. your own COCO data and runs: `explorer.Explorer(["runs/mine"], data.load("coco", "test", 256,
-# json="test.json"))` (the crops must have the models' input size).
+# The same explorer opens on any run the kit trained, your own COCO or DeepLabCut data included (a run folder
+# records its data, so the test crops load again): `embeddings.explore(["runs/mine", "runs/mine-sup"]).show()`;
+# `embeddings.explore(runs, data=...)` takes any KeypointData at the runs' input size instead.
+# `embeddings.export(runs, None, "z.csv")` (or `python -m kpsemi embeddings --run runs/mine --out z.npz`) writes the
+# embeddings with their image ids and keypoint names for other tools.
 
 # %%
 ex = explorer.Explorer(folders, test, source=source, perplexity=perplexity, max_points=max_points,
@@ -195,6 +198,22 @@ ex.show()
 #   lives in how each model's own heatmap *i* pools the features (its shape away from the peak, which SC and TI
 #   train through h_i), not in features at the keypoint that became more type-specific. Fig. 4 shows z as the
 #   method uses it on unlabeled images, i.e. what the keypoint classifier sees.
+
+# %% [markdown]
+# ## Exercise · nearest neighbours from other images
+# Write `my_neighbours(z, image, k)`: for each point of `z` (P, C), the indices (P, k) of its k nearest
+# points (Euclidean, nearest first) among the points of *other* images; `image` (P,) gives each point's image. This
+# is the k-NN of this notebook's accuracy, with the same-image neighbours left out for the reason given above.
+# The checker runs it on a case computed by hand, then on random inputs against `analysis.neighbours`, and prints
+# one line: PASS, or FAIL with the case and what is wrong. `course.show("neighbours")` repeats the task;
+# `print(course.solution("neighbours"))` shows a solution (all of them: kpsemi/course/solutions.py).
+
+# %%
+def my_neighbours(z, image, k=5):
+    ...                                       # your code here: return a (P, k) tensor of indices
+
+
+course.check("neighbours", my_neighbours)
 
 # %%
 sup, semi = ana["supervised"], ana["semi-supervised"]

@@ -9,7 +9,7 @@ from PIL import Image
 from kpsemi import paths
 from kpsemi.data.sources import coco, dlc
 from kpsemi.data import crops as data
-from kpsemi.data.records import Instance, Meta, infer_flip_pairs
+from kpsemi.data.records import Instance, Meta, box_from_keypoints, infer_flip_pairs
 from kpsemi.errors import DataError
 from tests.conftest import shared
 
@@ -69,14 +69,56 @@ def test_coco_loader(tmp_path):
 
 @pytest.mark.parametrize("edit,msg", [
     ({"keypoints": [5, 5, 2]}, "expected 3 keypoints"),
-    ({"keypoints": [5, 5, 3, 1, 1, 1, 0, 0, 0]}, "visibility must be 0, 1 or 2"),
+    ({"keypoints": [5, 5, 3, 1, 1, 1, 0, 0, 0]}, "visibility must be 0, 1 or 2; keypoint 0 has 3$"),
+    ({"keypoints": "5,5,2,10,5,1,0,0,0"}, "keypoints must be a list of numbers, got '5,5,2"),
+    ({"keypoints": [5, "five", 2, 10, 5, 1, 0, 0, 0]}, "keypoints must be a list of numbers"),
     ({"image_id": 9}, "image_id 9 is not in"),
-    ({"bbox": [0, 0, -1, 4]}, "non-positive"),
+    ({"bbox": [0, 0, -1, 4]}, r"non-positive width/height \(x, y, w, h = 0, 0, -1, 4\)$"),
+    ({"bbox": [0, 0, 10.0, 0.0]}, r"\(x, y, w, h = 0, 0, 10, 0\)$"),
+    ({"bbox": "1,2,20,20"}, r"box \(x, y, w, h\) must be a list of numbers"),
 ])
 def test_coco_errors_name_the_annotation(tmp_path, edit, msg):
     with pytest.raises(DataError, match=msg) as e:
         coco.load_coco(_coco(tmp_path, **edit))
-    assert "annotation id=7" in str(e.value) and "a.json" in str(e.value)
+    assert "annotation id=7 (annotations[0])" in str(e.value) and "a.json" in str(e.value)
+    assert "np." not in str(e.value)                                 # plain numbers, not np.float64(10.0)
+
+
+@pytest.mark.parametrize("doc,msg", [
+    ([{"images": []}], "the top level must be a JSON object .* got a list"),
+    ({"images": [], "annotations": ["x"], "categories": []}, r"annotations\[0\] must be a JSON object, got str"),
+    ({"images": [{"id": 1, "file_name": 3}], "annotations": [], "categories": [{"id": 1, "keypoints": ["a"]}]},
+     r"images\[0\] needs an 'id' and a 'file_name' \(text\)"),
+    ({"images": [], "annotations": [], "categories": [{"id": 1, "keypoints": ["a"], "skeleton": [["x", 1]]}]},
+     "skeleton must be a list of"),
+])
+def test_coco_file_structure_errors_name_the_file(tmp_path, doc, msg):
+    (tmp_path / "b.json").write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=msg) as e:
+        coco.load_coco(str(tmp_path / "b.json"))
+    assert str(e.value).startswith(str(tmp_path / "b.json") + ": ")
+
+
+def test_coco_annotation_without_bbox_gets_the_keypoint_box_and_a_counted_warning(tmp_path):
+    path = _coco(tmp_path)
+    doc = json.load(open(path))
+    doc["annotations"].append({**doc["annotations"][0], "id": 8})
+    for a in doc["annotations"]:
+        del a["bbox"]
+    open(path, "w").write(json.dumps(doc))
+    with pytest.warns(UserWarning, match=r"a.json: 2 annotations have no 'bbox'; their boxes were made around their "
+                                         r"labeled keypoints with a 10 % margin \(annotation ids 7, 8\)"):
+        _, inst = coco.load_coco(path)
+    assert inst[0].box == box_from_keypoints(inst[0].keypoints) == pytest.approx((4.5, 4.9, 6.0, 0.2))
+
+
+def test_an_image_that_is_not_an_image_names_the_json_and_the_annotation(tmp_path):
+    path = _coco(tmp_path)
+    (tmp_path / "a.jpg").write_text("not a picture")
+    meta, inst = coco.load_coco(path)
+    with pytest.raises(DataError, match=r"a.json: annotation id=7 \(annotations\[0\]\): image .*a.jpg cannot be "
+                                        r"read as an image"):
+        data.materialize(meta, inst, 32, progress=False)
 
 
 def test_flip_pair_inference():
@@ -95,6 +137,10 @@ def test_dlc_csv_errors(tmp_path):
     (tmp_path / "CollectedData.csv").write_text(head + "f.png,3.5,4\n")
     meta, inst = dlc.load_project(str(tmp_path))
     assert inst[0].keypoints.tolist() == [[3.5, 4.0, 2.0]] and inst[0].box == (0, 0, 20, 20)
+    (tmp_path / "g.png").write_text("not a picture")
+    (tmp_path / "CollectedData.csv").write_text(head + "g.png,3.5,4\n")
+    with pytest.raises(DataError, match=r"CollectedData.csv: row 4: image .*g.png cannot be read as an image"):
+        dlc.load_project(str(tmp_path))
 
 
 def test_dlc_mirror_mouse_and_video_frames():

@@ -119,6 +119,23 @@ def test_coco_boxes_round_trip_and_results_load_in_pycocotools(tmp_path, monkeyp
     assert len(loaded.getAnnIds()) == 2
 
 
+def test_bad_coco_files_for_predict_name_the_file_and_row(tmp_path, monkeypatch):
+    stub_run(monkeypatch, ["a", "b", "c"])
+    (tmp_path / "list.json").write_text(json.dumps([{"images": []}]))
+    with pytest.raises(DataError, match=r"list.json: the top level must be a JSON object .* got a list$"):
+        predict.predict("run", str(tmp_path / "o1"), coco_json=str(tmp_path / "list.json"), flag=0, progress=False)
+    (tmp_path / "a.png").write_text("not a picture")
+    doc = {"images": [{"id": 7, "file_name": "a.png"}], "categories": [{"id": 1, "keypoints": ["a", "b", "c"]}],
+           "annotations": [{"id": 11, "image_id": 7, "category_id": 1, "bbox": [0, 0, 9, 9]}]}
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"bad.json: a.png#11: image .*a.png cannot be read as an image"):
+        predict.predict("run", str(tmp_path / "o2"), coco_json=str(tmp_path / "bad.json"), flag=0, progress=False)
+    doc["images"][0]["file_name"] = 5
+    (tmp_path / "bad.json").write_text(json.dumps(doc))
+    with pytest.raises(DataError, match=r"bad.json: images\[0\] needs an 'id' and a 'file_name' \(text\)"):
+        predict.predict("run", str(tmp_path / "o3"), coco_json=str(tmp_path / "bad.json"), flag=0, progress=False)
+
+
 def test_dlc_csv_header_rows(tmp_path, monkeypatch):
     stub_run(monkeypatch, ["nose", "tail"])
     (tmp_path / "img").mkdir()

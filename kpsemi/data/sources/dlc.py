@@ -96,10 +96,13 @@ def load_project(project, name=None):
                 raise DataError(f"{path}: row {n}: image {image!r} not found under {root}")
             if not (kp[:, 2] > 0).any():
                 raise DataError(f"{path}: row {n}: no labeled body part (remove the row or label it)")
-            with Image.open(file) as im:
-                w, h = im.size
+            try:
+                with Image.open(file) as im:
+                    w, h = im.size
+            except OSError as e:
+                raise DataError(f"{path}: row {n}: image {file} cannot be read as an image ({e})") from None
             instances.append(Instance(file=file, keypoints=kp, box=(0.0, 0.0, float(w), float(h)),
-                                      id=os.path.relpath(file, root)))
+                                      id=os.path.relpath(file, root), source=f"{path}: row {n}"))
     base = os.path.basename(os.path.normpath(project if os.path.isdir(project) else os.path.dirname(project)))
     return Meta(name=name or f"dlc-{base}", keypoints=names), instances
 
