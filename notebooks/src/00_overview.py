@@ -78,13 +78,11 @@ fig = quickstart.predictions_figure(test, idx, preds)
 plt.show()
 
 # %% [markdown]
-# **What we measured** (demo preset, 2-core CPU, two torch threads, split seed 0): supervised 5 % 45.82,
-# SC+TE+TI 5 % 46.64, supervised 100 % 57.57 — 7 % of the gap closed; with one torch thread the same runs give
-# 44.48 / 47.08 / 57.26, and over split seeds 0–2 the two 5 % runs are level. The demo preset is for trying the
-# kit, not for the paper's effect: the paper closes 84 % of the gap on LSP with HRNet-W32 at 256 px for 100k steps
-# (`paper` preset, GPU). At CPU scale no model learns which keypoint of a left/right pair is which (notebook 02),
-# and that identity is what the paper's main loss, SC, spreads to the unlabeled images (notebook 03); the README
-# lists what else was measured.
+# **Reading the numbers.** The table above is this run's, at the preset it ran. The demo preset's numbers, with the
+# machine and command that made them, are in the README: there SC+TE+TI at 5 % ends above its supervised start,
+# and level with the same supervised run trained on for as long without unlabeled images — the control that
+# `docs/deviations.md` explains. The paper closes 84 % of the gap on LSP with HRNet-W32 at 256 px for ~100k steps
+# (`paper` preset, GPU). Notebook 02 checks first that the network can do the task at all.
 
 # %%
 lo, ours, hi = (results[n]["test_pck"] for n in setups)

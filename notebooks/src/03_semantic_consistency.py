@@ -135,13 +135,11 @@ print(draw.markdown([{"run": n, "test PCK@0.1": round(res[n]["test_pck"], 2),
                       "twin separation predicted / true": f"{twins[n][0]:.3f} / {twins[n][1]:.3f}"} for n in setups]))
 
 # %% [markdown]
-# **What we measured** at the demo preset (one torch thread, split seed 0). With every training image labeled,
-# so that SC only ever sees ground-truth heatmaps, SC is a plain supervised side task — and still its loss only
-# falls from ln 16 = 2.77 to 1.37 nats in 1,500 steps (1.11 at 128-px crops); at 40× the weight (SC = 20) it
-# reaches 1.33 while the heatmaps get worse (test PCK 52.57 vs 57.26). The features under the heatmaps of this
-# small HRNet do not become keypoint-specific, least of all for left/right twins: with or without SC the
-# predicted twins sit on one spot (twin separation 0.005 with SC, 0.002 without; truly 0.113; notebook 02). SC
-# has no identity to pass on to the unlabeled images here, which is why it adds little at CPU scale (notebook 05).
+# **What to look for.** With every training image labeled, SC only ever sees ground-truth heatmaps and is a plain
+# supervised side task: its loss starts at ln K (ln 16 = 2.77 nats, chance) and falls as the features under each
+# heatmap become keypoint-specific; the KCN's confusions above show which keypoints still share features — the
+# left/right twins first. SC can only pass on to unlabeled images the identity the features carry; notebook 02's
+# control measures it (twin separation, identity-free PCK).
 
 # %% [markdown]
 # ## Exercise · write z_i

@@ -173,31 +173,12 @@ ex = explorer.Explorer(folders, test, source=source, perplexity=perplexity, max_
 ex.show()
 
 # %% [markdown]
-# **What we measured** (demo preset, embedded set, 5 % labels, split seed 0, one run per model: the two 5 % runs
-# that `python -m kpsemi quickstart --preset demo` trains, 1,500 steps each; z from predicted heatmaps; all 12,061
-# visible test keypoints for k-NN with k = 5, t-SNE on 2,000 of them at perplexity 30; the notebook ran in about
-# 50 s with the runs cached, on a 2-core CPU shared with other jobs):
-#
-# | | supervised | SC + TE + TI |
-# |---|---|---|
-# | test PCK@0.1 % | 46.0 | 47.1 |
-# | 5-NN keypoint-identity accuracy, 64-d % (chance 7.1) | 56.7 | **91.6** |
-# | silhouette of the 2-D t-SNE map | 0.01 | **0.37** |
-# | silhouette in 64-d (the same 2,000 points) | −0.07 | 0.11 |
-# | neighbours that are the left/right twin % | 41.6 | 12.8 |
-# | twin share of the wrong neighbours % | 72.8 | 93.7 |
-# | 5-NN accuracy with ground-truth heatmaps % | 35.4 | 35.5 |
-#
-# - Fig. 4's claim holds here: with the unsupervised losses the same keypoint of different animals clusters
-#   (5-NN 92 % against 57 %), and the map shows separate islands, but one shared by the two front knees (5-NN
-#   54 % and 58 %); every other type is above 85 %.
-# - Without them, left/right twins merge: 42 % of a left/right keypoint's neighbours are its twin. What errors
-#   remain are mostly twins for both models (73 % and 94 % of the wrong neighbours).
-# - The embeddings separate far more than the localisation improves (1.1 points of test PCK).
-# - With the ground-truth Gaussians in place of the predicted heatmaps both models fall to 35 %: the separation
-#   lives in how each model's own heatmap *i* pools the features (its shape away from the peak, which SC and TI
-#   train through h_i), not in features at the keypoint that became more type-specific. Fig. 4 shows z as the
-#   method uses it on unlabeled images, i.e. what the keypoint classifier sees.
+# **What to look for** in the numbers above (this run's, at its preset): Fig. 4's claim is that with the
+# unsupervised losses the same keypoint of different animals clusters — a higher 5-NN keypoint-identity accuracy
+# and silhouette for the semi-supervised model than for the supervised one — and that left/right twins stop
+# sharing neighbours (a lower left/right confusion). With ground-truth Gaussians in place of the predicted
+# heatmaps, the comparison tells whether the separation lives in the features at the keypoint or in how each
+# model's own heatmap pools them (SC and TI train z through h_i).
 
 # %% [markdown]
 # ## Exercise · nearest neighbours from other images
