@@ -274,6 +274,8 @@ def test_train_cli_method_needs_no_other_flag(tmp_path, smoke_dir, monkeypatch):
     with monkeypatch.context() as mp:
         mp.setenv("KPSEMI_RESULTS", env["KPSEMI_RESULTS"])
         d = runs.run_dir(cfg)
-    assert r.stdout.strip().endswith(f"-> {d}/metrics.json")
+    line = next(l for l in r.stdout.splitlines() if l.startswith("consistency at 0.05 labels"))
+    assert line.endswith(f"-> {d}/metrics.json")
+    assert config.plumbing_note("smoke") in r.stdout                    # smoke: numbers are plumbing
     m = json.load(open(os.path.join(d, "metrics.json")))
     assert m["losses"] == ["sup", "cons"] and m["config"]["weights"]["cons"] == config.METHOD_WEIGHTS["cons"]
