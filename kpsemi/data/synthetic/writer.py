@@ -49,7 +49,7 @@ class SynthConfig:
     p_random_coat: float = 0.25   # an individual with a random coat colour / pattern
     p_camouflage: float = 0.15    # background tinted with the animal's coat colour
     clutter: tuple = (4, 14)
-    version: int = 4              # generator version: a cached set (and a run) of another version is never reused
+    version: int = 5              # generator version: a cached set (and a run) of another version is never reused
 
     @staticmethod
     def from_size(size="default", seed=0, **kw):
