@@ -13,12 +13,12 @@ state dict, or one under "state_dict" / "model"). Anything else ends with one li
 metrics.json records `pretrained_loaded` and `pretrained_sha256`, and the run cache names such runs by the digest
 (kpsemi/runs.py's run_dir). Without a file, timm downloads the weights when it can (models.make_backbone).
 """
-import hashlib
 import os
 
 import torch
 from safetensors.torch import load_file
 
+from kpsemi.data.download import sha256_of
 from kpsemi.errors import UserError
 
 ENV_PATH = "KPSEMI_PRETRAINED_WEIGHTS"
@@ -58,17 +58,9 @@ def local_file():
     return path, digest
 
 
-def sha256(path, block=1 << 20):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(block), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify(path, expected):
     """A UserError unless the file's sha256 is `expected`."""
-    actual = sha256(path)
+    actual = sha256_of(path)
     if actual != expected:
         raise UserError(f"{path}: sha256 {actual} differs from the expected {expected}; the file is damaged or not "
                         "the weights meant")
