@@ -19,7 +19,7 @@ import tempfile
 import warnings
 
 from kpsemi.data import download
-from kpsemi.data.sources.coco import load_coco
+from kpsemi.data.sources.coco import load_coco, read_document
 from kpsemi.data.records import Meta
 from kpsemi.errors import DataError
 
@@ -89,12 +89,8 @@ def load(root, split):
     path = _find(root, JSON[split]) if os.path.isdir(root) else None
     if path is None:
         raise DataError(f"atrw: {JSON[split]} not found under {root}\n\n{how_to_get()}")
-    try:
-        with open(path) as f:
-            doc = json.load(f)
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("images"), list) or not doc["images"]:
+    doc = read_document(path)
+    if not isinstance(doc.get("images"), list) or not doc["images"]:
         raise DataError(f"{path}: no COCO 'images' list")
     for i, im in enumerate(doc["images"]):
         if not isinstance(im, dict) or ("filename" not in im and "file_name" not in im):
