@@ -80,9 +80,10 @@ plt.show()
 # %% [markdown]
 # **Reading the numbers.** The table above is this run's, at the preset it ran. The demo preset's numbers, with the
 # machine and command that made them, are in the README: there SC+TE+TI at 5 % ends above its supervised start,
-# and level with the same supervised run trained on for as long without unlabeled images — the control that
-# `docs/deviations.md` explains. The paper closes 84 % of the gap on LSP with HRNet-W32 at 256 px for ~100k steps
-# (`paper` preset, GPU). Notebook 02 checks first that the network can do the task at all.
+# and over three split seeds a little above the same supervised run trained on for as long without unlabeled
+# images — the control that `docs/deviations.md` explains — on every seed, by a point or two. The paper closes 84 %
+# of the gap on LSP with HRNet-W32 at 256 px for ~100k steps (`paper` preset, GPU). Notebook 02 checks first that
+# the network can do the task at all.
 
 # %%
 lo, ours, hi = (results[n]["test_pck"] for n in setups)
