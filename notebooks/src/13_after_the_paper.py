@@ -182,9 +182,10 @@ plt.show()
 # holds the unlabeled heatmaps up or down beyond what the labeled crops teach), a consistency weight
 # `weights["cons"]` above the supervised one, and at the demo preset at most 1,500 steps (a short extra run: look
 # for the unlabeled energy falling while the labeled crops' energy climbs); the `mean_teacher` and `dual` curves
-# are the Table 1 runs of the first split seed, which teach from an easy (weak) view to a hard (strong) one. The first and last values are printed
-# under the plot and in the closing note. At the smoke preset the runs last a few dozen steps: the curves there
-# only show that the energies are measured and recorded; the comparison needs the demo or paper preset.
+# are the Table 1 runs of the first split seed, which teach from an easy (weak) view to a hard (strong) one. The
+# first and last values are printed under the plot and in the closing note. At the smoke preset the runs last a
+# few dozen steps: the curves there only show that the energies are measured and recorded; the comparison needs
+# the demo or paper preset.
 
 # %%
 collapse = dict(method="consistency", init="scratch", weights={**cfg.weights, "cons": 1e4},
