@@ -19,7 +19,8 @@
 
 The last three read keys their methods' trainers build (views.ViewTrainer.outputs): unl (N, K, h, w) the heatmaps
 on the unlabeled views, unl_target (N, K, h, w) the target in their frame, unl_valid (N, 1, h, w) 1 where a pixel
-has a target; `method=` ties each to its trainer.
+has a target (or (N, K, h, w), a weight per keypoint too: mean_teacher's peak targets); `method=` ties each to its
+trainer.
 
 PL (pseudo-labels) is a two-stage method of its own: see pseudo.py and kpsemi/runs.py.
 """
@@ -85,10 +86,10 @@ def kept_landmarks(out):
 
 
 def _masked_mse(pred, target, valid):
-    """The mean of (pred - target)^2 over the pixels that have a target: pred, target (N, K, h, w), valid
-    (N, 1, h, w) in {0, 1}; sum(valid * (pred - target)^2) / (K * sum(valid)), 0 when no pixel has one."""
-    K = pred.shape[1]
-    return (valid * (pred - target) ** 2).sum() / (K * valid.sum()).clamp_min(1.0)
+    """The weighted mean of (pred - target)^2 over the pixels that have a target: pred, target (N, K, h, w), valid
+    (N, 1, h, w) in {0, 1} (every channel of a pixel alike) or (N, K, h, w) in [0, 1] (a weight per keypoint too);
+    sum(valid * (pred - target)^2) / sum(valid broadcast to (N, K, h, w)), 0 when no pixel has one."""
+    return (valid * (pred - target) ** 2).sum() / valid.expand_as(pred).sum().clamp_min(1.0)
 
 
 def teacher_consistency(out):

@@ -8,9 +8,14 @@ heatmaps moved into the frame of x_s, H(teacher(x)), are the target of the stude
 
     L = w_sup * L_sup(student, labeled) + w_mt * || student(x_s) - H(teacher(x)) ||^2 over the pixels of x_s from x
 
-(`mt` in kpsemi/baselines/losses.py). After every optimiser step every floating-point entry of the teacher's state
-dict (parameters and BatchNorm running statistics) becomes a * teacher + (1 - a) * student, a = config.ema_decay
-(0.99 at the CPU presets, 0.999 at the paper preset); integer entries (BatchNorm's batch counters) are copied.
+(`mt` in kpsemi/baselines/losses.py): the plain mean teacher, config.mt_target = "heatmap" (the paper preset). With
+mt_target = "peak" (the CPU presets) the target is instead a peak-1 Gaussian (sigma as the labels') at each keypoint
+decoded from the teacher's heatmaps on x, moved into the frame of x_s, and each keypoint's squared error is weighted
+by the height of its teacher peak (clamped to [0, 1]): the labels' scale for a confident teacher, little weight
+where it is unsure (docs/deviations.md, row 11). After every optimiser step every floating-point entry of the
+teacher's state dict (parameters and BatchNorm running statistics) becomes a * teacher + (1 - a) * student,
+a = config.ema_decay (0.99 at the CPU presets, 0.999 at the paper preset); integer entries (BatchNorm's batch
+counters) are copied.
 
 Student and teacher both start from the same weights: the supervised twin's with init="supervised" (runs.warm_start),
 else the seeded initialisation. The teacher is evaluated (validation PCK, early stopping) and saved as best.pt's
@@ -22,7 +27,9 @@ import copy
 import torch
 
 from kpsemi import config as C
+from kpsemi.errors import UserError
 from kpsemi.baselines import views
+from kpsemi.method import heatmaps
 from kpsemi.method.evaluate import evaluate
 
 
@@ -42,6 +49,8 @@ class MeanTeacherTrainer(views.ViewTrainer):
     """Student = self.model (optimised), teacher = its EMA (evaluated and checkpointed as best.pt)."""
 
     def __init__(self, cfg, train, val, labeled, unlabeled, out_dir, device=None, progress=True, init_weights=None):
+        if cfg.mt_target not in ("heatmap", "peak"):
+            raise UserError(f"mt_target={cfg.mt_target!r}: choose heatmap or peak")
         super().__init__(cfg, train, val, labeled, unlabeled, out_dir, device, progress, init_weights)
         self.teacher = copy.deepcopy(self.model).eval()
         for p in self.teacher.parameters():
@@ -52,8 +61,20 @@ class MeanTeacherTrainer(views.ViewTrainer):
         x_s, H = views.strong_view(x, self.cfg, self.g_aug)
         n = len(x_lab)
         hm = self.predict(self.model, torch.cat([x_lab, x_s]))                  # (n + N, K, h, w)
-        target, valid = views.to_frame(self.target_heatmaps(self.teacher, x), H)  # (N, K, h, w), (N, 1, h, w)
+        t = self.target_heatmaps(self.teacher, x)                               # (N, K, h, w)
+        if self.cfg.mt_target == "peak":
+            t, conf = self.peak_targets(t)                                      # (N, K, h, w), (N, K)
+        target, valid = views.to_frame(t, H)                                    # (N, K, h, w), (N, 1, h, w)
+        if self.cfg.mt_target == "peak":
+            valid = valid * conf[..., None, None]                               # (N, K, h, w)
         return self.total([self.outputs(hm[:n], kp_lab, hm[n:], target, valid)])
+
+    def peak_targets(self, t):
+        """Teacher heatmaps t (N, K, h, w) -> peak-1 Gaussians at their decoded peaks (N, K, h, w) and the peak
+        heights clamped to [0, 1] (N, K)."""
+        xy, score = heatmaps.decode(t, self.cfg.stride)                         # (N, K, 2), (N, K)
+        kp = torch.cat([xy, torch.ones_like(xy[..., :1])], -1)                  # (N, K, 3), every keypoint "labeled"
+        return heatmaps.render(kp, t.shape[-2:], self.cfg.stride, self.cfg.sigma), score.clamp(0, 1)
 
     def after_optimizer_step(self):
         ema_update(self.teacher, self.model, self.cfg.ema_decay)

@@ -65,8 +65,16 @@ print(f"preset {cfg.preset}: {cfg.backbone} at {cfg.input_size} px, up to {cfg.m
 #   \bar\theta \leftarrow \alpha\,\bar\theta + (1-\alpha)\,\theta \text{ after every step}$$
 #
 # with α = `ema_decay` (printed below; the paper preset sets a slower teacher than the CPU presets) over every
-# parameter and BatchNorm statistic. The teacher predicts in eval mode without gradient; it is the model that is validated, early-stopped
-# and tested.
+# parameter and BatchNorm statistic. The teacher predicts in eval mode without gradient; it is the model that is
+# validated, early-stopped and tested. That is the plain mean teacher (`mt_target="heatmap"`, the paper preset).
+# The CPU presets use `mt_target="peak"`: the target of keypoint k is a peak-1 Gaussian G_k at the keypoint
+# decoded from the teacher's heatmap, moved by H, and keypoint k's squared error is weighted by the height
+# c_k = clip(max_p f_θ̄(x)_{k,p}, 0, 1) of that teacher peak:
+#
+# $$L_\text{mt} = \frac{1}{\sum_{p,k} m_p c_k}\sum_{p,k} m_p\,c_k\,\big(f_\theta(x_s)_{k,p} - T_H(G_k)_p\big)^2$$
+#
+# The teacher's own heatmaps peak far below the labels' 1 on the CPU network, so the plain target also teaches the
+# student low peaks; the measured effect is in [docs/deviations.md](../docs/deviations.md) (row 11).
 #
 # **dual.** Networks A and B. The hard view of each is x_s with **Joint Cutout**: squares (side `cutout_size` × the
 # crop side), filled with the mean colour, centred on `cutout_joints` of the keypoints the *other* network predicts
@@ -94,8 +102,8 @@ dual_cfg = config.canonical(config.get(cfg.preset, method="dual"))              
 mt_cfg = config.canonical(config.get(cfg.preset, method="mean_teacher"))
 print(f"strong view: rotation ±{dual_cfg.strong_rotation:g}°, scale {dual_cfg.strong_scale[0]:g}–"
       f"{dual_cfg.strong_scale[1]:g}, corners moved by up to {dual_cfg.strong_corner:g} of the side, jitter "
-      f"±{dual_cfg.strong_jitter:g}; ema_decay {mt_cfg.ema_decay:g}; Joint Cutout: {dual_cfg.cutout_joints} squares "
-      f"of side {dual_cfg.cutout_size:g} × {cfg.input_size} px; init {base.init!r}")
+      f"±{dual_cfg.strong_jitter:g}; ema_decay {mt_cfg.ema_decay:g}, mt_target {mt_cfg.mt_target!r}; Joint Cutout: "
+      f"{dual_cfg.cutout_joints} squares of side {dual_cfg.cutout_size:g} × {cfg.input_size} px; init {base.init!r}")
 x, _, _ = augment(train_set.batch(unl_idx[:4]), base, train_set.meta, g)           # weak views (4, 3, S, S)
 x_s, H = views.strong_view(x, dual_cfg, g)                                          # strong views, warps H
 with torch.no_grad():

@@ -126,12 +126,18 @@ def test_methods_have_their_own_losses_and_weights():
     mt = config.canonical(config.get("paper", method="mean_teacher", weights={"sup": 1e3, "mt": 7.0}))
     assert mt.ema_decay == 0.999 and mt.weights == {"sup": 1e3, "mt": 7.0}
     assert config.canonical(config.get("demo", method="mean_teacher")).ema_decay == 0.99
+    assert mt.mt_target == "heatmap"                                    # the paper preset: the plain mean teacher
+    assert {config.canonical(config.get(p, method="mean_teacher")).mt_target for p in ("smoke", "demo")} == {"peak"}
     # a field of one method does not name the runs of another
     std = config.get("demo", losses=("sup", "te"))
     assert runs.run_dir(std) == runs.run_dir(replace(std, ema_decay=0.5, cutout_joints=7, strong_rotation=10.0))
     dual = config.get("demo", method="dual")
     assert runs.run_dir(dual) != runs.run_dir(replace(dual, cutout_joints=7))
     assert runs.run_dir(dual) == runs.run_dir(replace(dual, ema_decay=0.5))
+    assert runs.run_dir(dual) == runs.run_dir(replace(dual, mt_target="heatmap"))
+    assert runs.run_dir(std) == runs.run_dir(replace(std, mt_target="peak"))
+    demo_mt = config.get("demo", method="mean_teacher")
+    assert runs.run_dir(demo_mt) != runs.run_dir(replace(demo_mt, mt_target="heatmap"))
 
 
 def _cfg(**kw):
@@ -173,6 +179,7 @@ def test_mean_teacher_step_by_hand(tmp_path, smoke_dir, monkeypatch):
     so the only error is 0.5 there, over the 16 x 15 pixels that have a target (column 0 comes from outside):
     L_mt = 0.5^2 / 240, dL/dP_student = 2 (0.5 - 1) / (K 240) at (5, 6), and nothing reaches the teacher."""
     tr, K, own = _trainer_with_a_known_warp("mean_teacher", monkeypatch, tmp_path)
+    tr.cfg = replace(tr.cfg, mt_target="heatmap")                      # the plain mean teacher (paper preset)
     tr.teacher, tr.model = FixedHeatmaps(_peak(K, 5, 5, 1.0)), FixedHeatmaps(_peak(K, 5, 6, 0.5))
     total, parts = tr.losses(tr.next_batch())
     assert parts[own].item() == pytest.approx(0.25 / 240, rel=1e-6)
@@ -182,6 +189,44 @@ def test_mean_teacher_step_by_hand(tmp_path, smoke_dir, monkeypatch):
     expected[0, :, 5, 6] = 2 * (0.5 - 1.0) / (K * 240)
     assert torch.allclose(tr.model.P.grad, expected, atol=1e-9)
     assert tr.teacher.P.grad is None
+
+
+def test_mean_teacher_peak_targets_by_hand(tmp_path, smoke_dir, monkeypatch):
+    """mt_target = "peak": the teacher has a single peak at (5, 5) in every channel, of height 0.8 in channel 0, 0.4
+    in the others and -0.2 in the last (weight 0: its decoded peak is not trusted). Each target is a peak-1 Gaussian
+    (sigma 1) at (5, 5), moved to (5, 6) by H; the student is 0.5 at (5, 6) in channel 0, else 0. Over the 16 x 15
+    pixels with a target, channel 0 errs by G - 1 + 0.25 and every other channel by G, G = sum of exp(-d^2) over those
+    pixels (the squared Gaussian): L = (0.8 (G - 0.75) + 14 * 0.4 G) / (240 (0.8 + 14 * 0.4))."""
+    tr, K, own = _trainer_with_a_known_warp("mean_teacher", monkeypatch, tmp_path)
+    assert tr.cfg.mt_target == "peak"                                  # the CPU presets' setting
+    heights = torch.tensor([0.8] + [0.4] * (K - 2) + [-0.2])
+    P = torch.zeros(1, K, 16, 16)
+    P[0, :, 5, 5] = heights
+    tr.teacher, tr.model = FixedHeatmaps(P), FixedHeatmaps(_peak(K, 5, 6, 0.0))
+    with torch.no_grad():
+        tr.model.P[0, 0, 5, 6] = 0.5
+    total, parts = tr.losses(tr.next_batch())
+    rows, cols = torch.meshgrid(torch.arange(16.0), torch.arange(1.0, 16.0), indexing="ij")
+    G = torch.exp(-((rows - 5) ** 2 + (cols - 6) ** 2)).sum().item()
+    w = 0.8 + (K - 2) * 0.4
+    assert parts[own].item() == pytest.approx((0.8 * (G - 0.75) + (K - 2) * 0.4 * G) / (240 * w), rel=1e-5)
+    total.backward()
+    assert tr.model.P.grad[0, 0, 5, 6].item() == pytest.approx(2 * 0.8 * (0.5 - 1.0) / (240 * w), rel=1e-5)
+    assert tr.model.P.grad[0, K - 1].abs().max() == 0                   # weight 0: the untrusted keypoint is free
+    with pytest.raises(UserError, match="mt_target='soft'"):
+        TRAINERS["mean_teacher"](replace(tr.cfg, mt_target="soft"), tr.train, tr.val, None, None, str(tmp_path))
+
+
+def test_masked_mse_weighs_each_keypoint_by_hand():
+    """Errors 1 in channel 0 (weight 1) and 2 in channel 1 (weight 0.5) on 2 x 2 maps: (4 * 1 + 4 * 0.5 * 4) / (4 + 2)
+    = 2; a (N, 1, h, w) mask is the same as that mask repeated over the channels."""
+    pred, target = torch.zeros(1, 2, 2, 2), torch.stack([torch.ones(2, 2), 2 * torch.ones(2, 2)])[None]
+    valid = torch.stack([torch.ones(2, 2), 0.5 * torch.ones(2, 2)])[None]
+    assert baseline_losses.teacher_consistency({"unl": pred, "unl_target": target, "unl_valid": valid}).item() == 2.0
+    mask = torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]])
+    a = baseline_losses.teacher_consistency({"unl": pred, "unl_target": target, "unl_valid": mask})
+    b = baseline_losses.teacher_consistency({"unl": pred, "unl_target": target, "unl_valid": mask.expand(1, 2, 2, 2)})
+    assert a.item() == b.item() == pytest.approx((3 * 1 + 3 * 4) / 6)
 
 
 def test_dual_step_by_hand_each_network_is_taught_by_the_other(tmp_path, smoke_dir, monkeypatch):
