@@ -27,8 +27,8 @@ import copy
 import torch
 
 from kpsemi import config as C
-from kpsemi.errors import UserError
 from kpsemi.baselines import views
+from kpsemi.errors import UserError
 from kpsemi.method import heatmaps
 from kpsemi.method.evaluate import evaluate
 
