@@ -3,7 +3,7 @@
     python -m kpsemi quickstart [--preset demo] [--out results/quickstart]   # the main job on the embedded set
     python -m kpsemi train --preset P --losses sup,sc,te,ti --labeled 0.05 --split-seed 0 [--out DIR]
         [--data synthetic | --train-json F --val-json F --test-json F [--unlabeled-dir D] | --dlc PROJECT]
-        [--unlabeled-fraction F] [--no-gt-in-unsup] [--weights sup=1e3,sc=0.5,te=1e2,ti=1e2] [--resume]
+        [--unlabeled-fraction F] [--unlabeled-ratio R] [--no-gt-in-unsup] [--weights sup=1e3,sc=0.5,te=1e2,ti=1e2] [--resume]
         [--method standard | pl | mean_teacher | dual | consistency]   (a method with losses of its own ignores
         --losses; without --out the run goes to its folder of the run cache, results/runs/)
         [--pretrained-weights PATH [--pretrained-sha256 HEX]]
@@ -120,6 +120,8 @@ def _add_train(sub):
     t.add_argument("--labeled", type=float, default=0.05, help="labeled fraction of the training set")
     t.add_argument("--split-seed", type=int, default=0, help="which random labeled subset (data/splits/, seeds 0-2)")
     t.add_argument("--unlabeled-fraction", type=float, default=1.0, help="share of the unlabeled pool used")
+    t.add_argument("--unlabeled-ratio", type=float, default=None,
+                   help="unlabeled crops per labeled crop in a semi-supervised step (default: the preset's, 1)")
     t.add_argument("--no-gt-in-unsup", action="store_true", help="unsupervised losses use predictions only")
     t.add_argument("--weights", default=None, help="loss weights, e.g. sup=1e3,sc=0.5,te=1e2,ti=1e2")
     t.add_argument("--out", default=None, help="the run's folder (default: its folder in the run cache, "
@@ -155,10 +157,13 @@ def _train(args):
             raise UserError(f"{p}: no such file or folder")
     cfg = config.get(args.preset, losses=tuple(x.strip() for x in args.losses.split(",") if x.strip()),
                      labeled=args.labeled, split_seed=args.split_seed, unlabeled_fraction=args.unlabeled_fraction,
+                     unlabeled_ratio=args.unlabeled_ratio,
                      gt_in_unsup=not args.no_gt_in_unsup, weights=weights, dataset=args.data,
                      max_steps=args.max_steps, seed=args.seed, method=args.method)
     if not 0 < cfg.labeled <= 1:
         raise UserError(f"--labeled must be in (0, 1], got {cfg.labeled}")
+    if not cfg.unlabeled_ratio > 0:
+        raise UserError(f"--unlabeled-ratio must be above 0, got {cfg.unlabeled_ratio:g}")
     if args.pretrained_weights and not cfg.pretrained:
         raise UserError(f"--pretrained-weights: the {cfg.preset} preset trains {cfg.backbone} from scratch "
                         "(pretrained False); local ImageNet weights are for the paper preset")

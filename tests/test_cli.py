@@ -30,6 +30,28 @@ def test_bad_input_is_one_error_line(tmp_path):
     assert "Traceback" not in r.stderr
     r = run("quickstart", "--preset", "nope")
     assert r.returncode == 2 and "choose one of smoke, demo, paper" in r.stderr
+    r = run("train", "--preset", "smoke", "--method", "mean_teacher", "--unlabeled-ratio", "0")
+    assert r.returncode == 2 and r.stderr.strip() == "error: --unlabeled-ratio must be above 0, got 0"
+
+
+def test_unlabeled_ratio_reaches_the_run_and_names_it(tmp_path, smoke_dir, monkeypatch):
+    """--unlabeled-ratio 2: a mean_teacher step at the smoke preset takes 16 labeled + 32 unlabeled crops, and the
+    run's folder in the cache differs from the preset's ratio 1."""
+    from kpsemi import config, runs
+    from kpsemi.baselines import TRAINERS
+    env = {"KPSEMI_RESULTS": str(tmp_path / "results")}
+    r = run("train", "--preset", "smoke", "--method", "mean_teacher", "--unlabeled-ratio", "2", "--max-steps", "2",
+            env=env)
+    assert r.returncode == 0, r.stderr
+    cfg = config.get("smoke", method="mean_teacher", unlabeled_ratio=2.0, max_steps=2)
+    monkeypatch.setenv("KPSEMI_RESULTS", env["KPSEMI_RESULTS"])
+    folder = runs.run_dir(cfg)
+    assert runs.run_dir(config.get("smoke", method="mean_teacher", max_steps=2)) != folder
+    m = json.load(open(os.path.join(folder, "metrics.json")))
+    assert m["config"]["unlabeled_ratio"] == 2.0 and m["method"] == "mean_teacher"
+    train, val, _, lab, unl = runs.load_data(config.canonical(cfg), progress=False)
+    tr = TRAINERS["mean_teacher"](config.canonical(cfg), train, val, lab, unl, str(tmp_path / "t"), progress=False)
+    assert (tr.n_lab, tr.n_unl) == (16, 32)
 
 
 def test_an_unreadable_image_is_an_error_line_of_its_own(tmp_path):
