@@ -3,7 +3,8 @@
     python -m kpsemi quickstart [--preset demo] [--out results/quickstart]   # the main job on the embedded set
     python -m kpsemi train --preset P --losses sup,sc,te,ti --labeled 0.05 --split-seed 0 [--out DIR]
         [--data synthetic | --train-json F --val-json F --test-json F [--unlabeled-dir D] | --dlc PROJECT]
-        [--unlabeled-fraction F] [--unlabeled-ratio R] [--no-gt-in-unsup] [--weights sup=1e3,sc=0.5,te=1e2,ti=1e2] [--resume]
+        [--unlabeled-fraction F] [--unlabeled-ratio R] [--no-gt-in-unsup] [--weights sup=1e3,sc=0.5,te=1e2,ti=1e2]
+        [--resume]
         [--method standard | pl | mean_teacher | dual | consistency]   (a method with losses of its own ignores
         --losses; without --out the run goes to its folder of the run cache, results/runs/)
         [--pretrained-weights PATH [--pretrained-sha256 HEX]]
