@@ -135,7 +135,8 @@ def _add_train(sub):
     t.add_argument("--image-root", help="folder the COCO file_names are relative to (default: beside the JSON)")
     t.add_argument("--unlabeled-dir", help="extra unlabeled images")
     t.add_argument("--dlc", help="a DeepLabCut project folder (CollectedData*.csv + videos/)")
-    t.add_argument("--max-steps", type=int, help="stop after this many steps (default: the preset's)")
+    t.add_argument("--max-steps", type=int,
+                   help="stop after this many steps, a semi-supervised run too (default: the preset's)")
     t.add_argument("--seed", type=int, help="initialisation, sampling and augmentation seed (default: the split seed)")
     t.add_argument("--device", default=None, help=DEVICE_HELP)
     _add_pretrained(t)

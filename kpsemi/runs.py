@@ -209,7 +209,7 @@ def train_and_test(cfg, out_dir, train, val, test, labeled, unlabeled, resume=Fa
     if resume and tr.resume() and progress:
         print(f"resumed {out_dir} at step {tr.step}")
     tr.fit(stop_at=stop_at)
-    if stop_at is not None and tr.step >= stop_at and tr.step < cfg.max_steps and tr.bad < cfg.patience:
+    if stop_at is not None and tr.step >= stop_at and tr.step < tr.max_steps and tr.bad < cfg.patience:
         return None  # interrupted on purpose (tests): no metrics yet
     if not tr.dist.main:
         return tr.dist.broadcast(None)           # under torchrun rank 0 tests and writes; the others get its metrics

@@ -19,7 +19,8 @@ unlabeled_ratio unlabeled ones in a semi-supervised run) -> batch dict -> standa
 flip) -> if a loss needs it, a second view x' = g(x, s) by a random perspective warp -> the model on both views at
 once -> outputs dict (heatmaps, targets, z, KCN logits, ...) -> losses.total -> Adam. After `patience` evaluations
 without improvement of validation PCK (or, the first time, at `lr_drop_at` x max_steps if that comes first), lower
-the learning rate (`lr_drops` times, by `lr_drop_factor`), then stop; or stop at `max_steps`.
+the learning rate (`lr_drops` times, by `lr_drop_factor`), then stop; or stop at `max_steps` (a semi-supervised
+run: `semi_max_steps` when set, e.g. mean_teacher at the demo preset, config.METHOD_PRESETS).
 """
 import json
 import math
@@ -117,6 +118,7 @@ class TrainLoop:
         self.cfg, self.out, self.progress = cfg, out_dir, progress and self.dist.main
         self.device = self.dist.device(default_device(device))
         self.patience, self.lr_drops, self.lr_drop_factor = patience, lr_drops, lr_drop_factor
+        self.max_steps = cfg.max_steps               # the step budget (a subclass may set its own)
         self.seed = C.run_seed(cfg)
         torch.manual_seed(self.seed)              # before the model is built: the initialisation
         if cfg.num_threads:
@@ -235,15 +237,15 @@ class TrainLoop:
     def fit(self, stop_at=None):
         """Train until early stopping or max_steps (or `stop_at` steps: a simulated interruption)."""
         cfg = self.cfg
-        bar = tqdm(total=cfg.max_steps, initial=self.step, desc=self.desc, disable=not self.progress, leave=False)
+        bar = tqdm(total=self.max_steps, initial=self.step, desc=self.desc, disable=not self.progress, leave=False)
         self._t0 = time.time() - self.seconds
         self.on_fit_start()
-        while self.step < cfg.max_steps and self.bad < self.patience and (stop_at is None or self.step < stop_at):
+        while self.step < self.max_steps and self.bad < self.patience and (stop_at is None or self.step < stop_at):
             for n, v in self.train_step().items():
                 self.running[n] = self.running.get(n, 0.0) + v
             self.running_steps += 1
             bar.update(1)
-            if self.step % cfg.eval_every == 0 or self.step == cfg.max_steps:
+            if self.step % cfg.eval_every == 0 or self.step == self.max_steps:
                 self._evaluation(bar)
             self.on_step_end()
         bar.close()
@@ -279,7 +281,7 @@ class TrainLoop:
                 self.save("best.pt", self.best_state())
             else:
                 self.bad += 1
-            late = self.step >= getattr(self.cfg, "lr_drop_at", 0.0) * self.cfg.max_steps > 0 and not self.drops
+            late = self.step >= getattr(self.cfg, "lr_drop_at", 0.0) * self.max_steps > 0 and not self.drops
             if (self.bad >= self.patience or late) and self.drops < self.lr_drops:   # plateau or the last stretch:
                 self.drops, self.bad = self.drops + 1, 0                            # a lower learning rate first
                 for group in self.opt.param_groups:
@@ -351,6 +353,8 @@ class Trainer(TrainLoop):
                             "builds what it reads; train it with that method")
         self.semi = len(self.names) > 1 and len(unlabeled) > 0
         super().__init__(cfg, out_dir, device, progress, cfg.patience, cfg.lr_drops, cfg.lr_drop_factor)
+        if self.semi and cfg.semi_max_steps:         # a semi-supervised run may have a budget of its own
+            self.max_steps = cfg.semi_max_steps
         self.train, self.val, self.desc = train, val, f"train {'+'.join(self.names)}"
         self.model = models.build_model(cfg, train.meta.num_keypoints, len(train.meta.attributes), cfg.pretrained)
         if init_weights is not None:                 # a warm start: the KLN (+ KCN) of a supervised run

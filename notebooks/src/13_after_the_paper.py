@@ -74,7 +74,9 @@ print(f"preset {cfg.preset}: {cfg.backbone} at {cfg.input_size} px, up to {cfg.m
 # $$L_\text{mt} = \frac{1}{\sum_{p,k} m_p c_k}\sum_{p,k} m_p\,c_k\,\big(f_\theta(x_s)_{k,p} - T_H(G_k)_p\big)^2$$
 #
 # The teacher's own heatmaps peak far below the labels' 1 on the CPU network, so the plain target also teaches the
-# student low peaks; the measured effect is in [docs/deviations.md](../docs/deviations.md) (row 11).
+# student low peaks; the measured effect is in [docs/deviations.md](../docs/deviations.md) (row 11). At the demo
+# preset the mean teacher also takes two unlabeled crops per labeled crop (32 + 64 a step) and up to 6,000 steps after
+# its warm start (`config.METHOD_PRESETS`, printed below; row 12).
 #
 # **dual.** Networks A and B. The hard view of each is x_s with **Joint Cutout**: squares (side `cutout_size` × the
 # crop side), filled with the mean colour, centred on `cutout_joints` of the keypoints the *other* network predicts
@@ -102,8 +104,10 @@ dual_cfg = config.canonical(config.get(cfg.preset, method="dual"))              
 mt_cfg = config.canonical(config.get(cfg.preset, method="mean_teacher"))
 print(f"strong view: rotation ±{dual_cfg.strong_rotation:g}°, scale {dual_cfg.strong_scale[0]:g}–"
       f"{dual_cfg.strong_scale[1]:g}, corners moved by up to {dual_cfg.strong_corner:g} of the side, jitter "
-      f"±{dual_cfg.strong_jitter:g}; ema_decay {mt_cfg.ema_decay:g}, mt_target {mt_cfg.mt_target!r}; Joint Cutout: "
-      f"{dual_cfg.cutout_joints} squares of side {dual_cfg.cutout_size:g} × {cfg.input_size} px; init {base.init!r}")
+      f"±{dual_cfg.strong_jitter:g}; mean_teacher: ema_decay {mt_cfg.ema_decay:g}, mt_target {mt_cfg.mt_target!r}, "
+      f"{mt_cfg.unlabeled_ratio:g} unlabeled crops per labeled crop, up to {mt_cfg.semi_max_steps or mt_cfg.max_steps} "
+      f"steps; Joint Cutout: {dual_cfg.cutout_joints} squares of side {dual_cfg.cutout_size:g} × {cfg.input_size} "
+      f"px; init {base.init!r}")
 x, _, _ = augment(train_set.batch(unl_idx[:4]), base, train_set.meta, g)           # weak views (4, 3, S, S)
 x_s, H = views.strong_view(x, dual_cfg, g)                                          # strong views, warps H
 with torch.no_grad():

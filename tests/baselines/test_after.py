@@ -140,6 +140,29 @@ def test_methods_have_their_own_losses_and_weights():
     assert runs.run_dir(demo_mt) != runs.run_dir(replace(demo_mt, mt_target="heatmap"))
 
 
+def test_a_methods_own_preset_values_stay_its_own():
+    """METHOD_PRESETS: the demo mean teacher takes 2 unlabeled crops per labeled crop and 6,000 steps after its warm
+    start; an override still wins; its supervised twin (the warm start) and every other row keep the preset's values
+    and their run names."""
+    mt = config.get("demo", method="mean_teacher", labeled=0.05)
+    assert (mt.unlabeled_ratio, mt.semi_max_steps, mt.max_steps) == (2.0, 6000, 4000)
+    assert config.get("demo", method="mean_teacher", unlabeled_ratio=1.0).unlabeled_ratio == 1.0
+    short = config.get("demo", method="mean_teacher", max_steps=10)           # train --max-steps 10: every run's
+    assert (short.max_steps, short.semi_max_steps, short.unlabeled_ratio) == (10, 0, 2.0)     # budget
+    twin = config.supervised_twin(mt)
+    assert (twin.unlabeled_ratio, twin.semi_max_steps, twin.max_steps) == (1.0, 0, 4000)
+    assert runs.run_dir(twin) == runs.run_dir(config.get("demo", labeled=0.05, losses=("sup",)))
+    for kw in (dict(method="dual"), dict(method="pl"), dict(losses=("sup", "sc", "te", "ti"))):
+        c = config.get("demo", labeled=0.05, **kw)
+        assert (c.unlabeled_ratio, c.semi_max_steps) == (1.0, 0)
+        assert runs.run_dir(c) == runs.run_dir(replace(c, semi_max_steps=0, unlabeled_ratio=1.0))
+    for p in ("smoke", "paper"):                                         # only the demo preset has them
+        c = config.get(p, method="mean_teacher")
+        assert (c.unlabeled_ratio, c.semi_max_steps) == (1.0, 0)
+    with pytest.raises(UserError, match="unknown config fields"):
+        config.get("demo", method="mean_teacher", nope=1)
+
+
 def _cfg(**kw):
     return config.get("smoke", **{"max_steps": 8, "eval_every": 4, "patience": 5, **kw})
 

@@ -44,6 +44,15 @@ def test_metrics_file(tmp_path, smoke_dir):
     assert [h["step"] for h in hist] == [6, 12] and all(math.isfinite(h["loss_elt"]) for h in hist)
 
 
+def test_a_semi_supervised_run_has_its_own_step_budget(tmp_path, smoke_dir):
+    """semi_max_steps: the semi-supervised run stops at 6 steps where max_steps says 12; a supervised run, which
+    does not read the field (config.canonical), trains its 12."""
+    semi = runs.run(_cfg(losses=("sup", "te"), semi_max_steps=6), str(tmp_path / "semi"), progress=False)
+    assert semi["steps"] == 6 and [json.loads(x)["step"] for x in open(tmp_path / "semi" / "history.jsonl")] == [6]
+    sup = runs.run(config.canonical(_cfg(losses=("sup",), semi_max_steps=6)), str(tmp_path / "sup"), progress=False)
+    assert sup["steps"] == 12
+
+
 def test_nan_loss_stops_with_the_losses_name(tmp_path, smoke_dir, monkeypatch):
     monkeypatch.setitem(losses.LOSSES, "boom", lambda out: out["heatmaps"].sum() * float("nan"))
     cfg = _cfg(losses=("sup", "boom"), weights={**config.Config().weights, "boom": 1.0})
