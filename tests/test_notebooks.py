@@ -28,7 +28,9 @@ EXPECTED = {
                                "any_keypoint_pck_low": PCT, "any_keypoint_pck_high": PCT,
                                "twin_separation_high": (0.0, 2.0), "twin_separation_true": (0.01, 2.0),
                                "control_separation_ratio": (0.0, 50.0), "control_any_minus_pck": (0.0, 100.0),
-                               "control_passes": (0, 1), "hrnet_head_separation_ratio": (0.0, 50.0)},
+                               "control_passes": (0, 1), "hrnet_head_separation_ratio": (0.0, 50.0),
+                               "wrong_at_twin_high": PCT, "wrong_at_other_high": PCT, "wrong_near_own_high": PCT,
+                               "crowding": PCT},
     "03_semantic_consistency": {"test_pck_sup": PCT, "test_pck_sup_sc": PCT, "kcn_accuracy": PCT,
                                 "swap_rate_sup": PCT, "swap_rate_sup_sc": PCT},
     "04_equivariance_invariance": {"te_of_equivariant_map": (0.0, 1e-9), "elt_of_equivariant_map": (1e-6, 1.0),
@@ -106,5 +108,10 @@ def test_recorded_metrics(nb):
     for key, (lo, hi) in expected.items():
         v = doc["metrics"][key]
         assert isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi, (key, v)
+    if name == "02_supervised_baseline":             # the identity error, split: at the twin + at another keypoint
+        m = doc["metrics"]
+        assert math.isclose(m["wrong_at_twin_high"] + m["wrong_at_other_high"],
+                            m["any_keypoint_pck_high"] - m["test_pck_100"], abs_tol=0.01), m
+        assert m["wrong_near_own_high"] <= m["wrong_at_twin_high"] + m["wrong_at_other_high"] + 1e-9
     if doc["preset"] == "smoke":                     # smoke numbers test the plumbing: no gain is claimed
         assert not [k for k in doc["metrics"] if "gap" in k or "gain" in k], doc["metrics"]

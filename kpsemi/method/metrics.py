@@ -6,7 +6,9 @@ A keypoint counts when the ground truth labels it (v > 0) and the prediction lie
 Two diagnostics tell *where* the misses are: `any_keypoint_pck` forgets which keypoint a prediction is for (a hit
 is within alpha * l of any labeled keypoint of the sample: "found something, maybe the wrong one"), and
 `twin_separation` compares how far apart the predictions of each left/right pair are with how far apart the true
-keypoints are (0: both twins predicted on one spot).
+keypoints are (0: both twins predicted on one spot). `wrong_keypoint_hits` splits the identity-free hits that PCK
+misses into hits at the left/right twin and at other keypoints, and `crowding` says how often a neighbouring keypoint
+lies within alpha * l anyway.
 """
 import math
 from dataclasses import dataclass
@@ -85,18 +87,61 @@ def swap_rate(pred, gt, flip_pairs):
     return 100.0 * bad / n if n else float("nan")
 
 
+def _distances(pred, gt, norm):
+    """Distances (N, K pred, K gt) in units of the normaliser l from every prediction to every labeled keypoint of
+    its sample (inf to unlabeled ones), and the labeled mask (N, K)."""
+    pred, gt = torch.as_tensor(pred, dtype=torch.float64), torch.as_tensor(gt, dtype=torch.float64)
+    norm = torch.as_tensor(norm, dtype=torch.float64)
+    lab = gt[..., 2] > 0                                                            # (N, K)
+    d = torch.linalg.norm(pred[:, :, None, :2] - gt[:, None, :, :2], dim=-1) / norm[:, None, None]
+    return torch.where(lab[:, None, :], d, torch.full_like(d, math.inf)), lab
+
+
 def any_keypoint_pck(pred, gt, norm, alpha=0.1):
     """PCK@alpha in percent without identity: a labeled keypoint counts when its prediction lies within alpha * l
     of *any* labeled keypoint of the same sample. PCK <= this; the difference is keypoints found at the wrong
     keypoint (left/right twins, front/back legs), the rest of the misses are far from every keypoint."""
-    pred, gt = torch.as_tensor(pred, dtype=torch.float64), torch.as_tensor(gt, dtype=torch.float64)
-    norm = torch.as_tensor(norm, dtype=torch.float64)
-    lab = gt[..., 2] > 0                                                            # (N, K)
-    d = torch.linalg.norm(pred[:, :, None, :2] - gt[:, None, :, :2], dim=-1)        # (N, K pred, K gt)
-    d = torch.where(lab[:, None, :], d, torch.full_like(d, math.inf))
-    ok = (d.min(-1).values <= alpha * norm[:, None]) & lab
+    d, lab = _distances(pred, gt, norm)
+    ok = (d.min(-1).values <= alpha) & lab
     n = int(lab.sum())
     return 100.0 * float(ok.sum()) / n if n else float("nan")
+
+
+def wrong_keypoint_hits(pred, gt, norm, flip_pairs, alpha=0.1):
+    """Where the hits of `any_keypoint_pck` that PCK does not count go, in percent of the labeled keypoints:
+    {"total": any-keypoint PCK - PCK, "twin": found at its left/right twin, "other": at another keypoint,
+    "near_own": of those, within 1.5 alpha * l of its own keypoint (a near miss that another keypoint close by
+    caught), "pairs": {(predicted k, nearest true j): percent}}. A prediction goes to the labeled keypoint nearest
+    to it."""
+    d, lab = _distances(pred, gt, norm)
+    own = d.diagonal(dim1=1, dim2=2)                                                # (N, K)
+    wrong = (d.min(-1).values <= alpha) & (own > alpha) & lab
+    n = int(lab.sum())
+    if not n:
+        return {"total": float("nan"), "twin": float("nan"), "other": float("nan"), "near_own": float("nan"),
+                "pairs": {}}
+    twin = {a: b for a, b in flip_pairs} | {b: a for a, b in flip_pairs}
+    nearest = d.argmin(-1)                                                          # (N, K)
+    pairs = {}
+    for i, k in torch.nonzero(wrong).tolist():
+        key = (k, int(nearest[i, k]))
+        pairs[key] = pairs.get(key, 0) + 100.0 / n
+    n_twin = sum(v for (k, j), v in pairs.items() if twin.get(k) == j)
+    return {"total": 100.0 * float(wrong.sum()) / n, "twin": n_twin,
+            "other": 100.0 * float(wrong.sum()) / n - n_twin,
+            "near_own": 100.0 * float((wrong & (own <= 1.5 * alpha)).sum()) / n,
+            "pairs": dict(sorted(pairs.items(), key=lambda kv: -kv[1]))}
+
+
+def crowding(gt, norm, alpha=0.1):
+    """The share (%) of labeled keypoints with another labeled keypoint of the same sample within alpha * l: where
+    this is high, a prediction that misses its own keypoint often lands within reach of a neighbour, and
+    any-keypoint PCK counts it."""
+    gt = torch.as_tensor(gt, dtype=torch.float64)
+    d, lab = _distances(gt[..., :2], gt, norm)
+    d = d + torch.diag(torch.full((gt.shape[1],), math.inf, dtype=d.dtype))        # not the keypoint itself
+    n = int(lab.sum())
+    return 100.0 * float(((d.min(-1).values <= alpha) & lab).sum()) / n if n else float("nan")
 
 
 def twin_separation(pred, gt, norm, flip_pairs):

@@ -87,20 +87,29 @@ plt.show()
 # A miss can be a keypoint the network did not find at all, or one it found *at the wrong keypoint* — the left
 # paw on the right paw, a front knee on a back knee. `metrics.any_keypoint_pck` forgets identity: a prediction
 # counts when it lies within 0.1 × l of *any* labeled keypoint of the crop. The difference to PCK is the identity
-# error. `metrics.twin_separation` compares how far apart each left/right pair is predicted with how far apart it
-# truly is: 0 means both heatmaps of a pair sit on the same spot.
+# error; `metrics.wrong_keypoint_hits` splits it into hits at the left/right twin and at another keypoint, and
+# `metrics.crowding` says how often a neighbour lies within that radius anyway. `metrics.twin_separation`
+# compares how far apart each left/right pair is predicted with how far apart it truly is: 0 means both heatmaps
+# of a pair sit on the same spot.
 
 # %%
-ident = {}
+ident, wrong = {}, {}
 for f in (lo, hi):
     model, c, _ = models.load_model(f"{dirs[f]}/best.pt")
     pred, _, hms = evaluate.predict(model, test, c["stride"], return_heatmaps=True)
     sep, sep_true = metrics.twin_separation(pred, test.keypoints, test.norm, test.meta.flip_pairs)
+    wrong[f] = metrics.wrong_keypoint_hits(pred, test.keypoints, test.norm, test.meta.flip_pairs)
     ident[f] = {"labeled": f"{f:.0%}", "PCK@0.1": round(results[f]["test_pck"], 2),
                 "any-keypoint PCK@0.1": round(metrics.any_keypoint_pck(pred, test.keypoints, test.norm), 2),
+                "at the twin": round(wrong[f]["twin"], 2), "at another keypoint": round(wrong[f]["other"], 2),
                 "twin separation (predicted)": sep, "twin separation (true)": sep_true}
 print(draw.markdown([{**r, "twin separation (predicted)": f"{r['twin separation (predicted)']:.3f}",
                       "twin separation (true)": f"{r['twin separation (true)']:.3f}"} for r in ident.values()]))
+crowded = metrics.crowding(test.keypoints, test.norm)
+print(f"{crowded:.1f} % of the test keypoints have another keypoint within 0.1 × l; at {hi:.0%} labels the most "
+      "frequent wrong-keypoint hits (predicted -> found at, % of keypoints):")
+for (k, j), v in list(wrong[hi]["pairs"].items())[:6]:
+    print(f"  {names[k]:>17} -> {names[j]:<17} {v:.2f}")
 kl, kr = names.index("left_front_paw"), names.index("right_front_paw")
 fig, axes = plt.subplots(3, 5, figsize=(11, 6.6))
 for j in range(5):
@@ -171,6 +180,8 @@ report.record({**{f"test_pck_{int(round(100 * f))}": results[f]["test_pck"] for 
                "drop_low_vs_high": results[hi]["test_pck"] - results[lo]["test_pck"],
                "any_keypoint_pck_low": ident[lo]["any-keypoint PCK@0.1"],
                "any_keypoint_pck_high": ident[hi]["any-keypoint PCK@0.1"],
+               "wrong_at_twin_high": wrong[hi]["twin"], "wrong_at_other_high": wrong[hi]["other"],
+               "wrong_near_own_high": wrong[hi]["near_own"], "crowding": crowded,
                "twin_separation_high": ident[hi]["twin separation (predicted)"],
                "twin_separation_true": ident[hi]["twin separation (true)"],
                "control_separation_ratio": rows[0]["separation / true"],

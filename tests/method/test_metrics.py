@@ -52,6 +52,24 @@ def test_any_keypoint_pck_forgets_identity():
     assert math.isclose(metrics.any_keypoint_pck(pred, gt, norm), 100 * 2 / 3)
 
 
+def test_wrong_keypoint_hits_and_crowding_by_hand():
+    # one sample, l = 100 -> 10 px. Pair (0, 1). Keypoint 0 predicted 1 px from keypoint 1 (its twin; 31 px from its
+    # own), keypoint 1 on itself, keypoint 2 12.5 px from its own and 4.5 px from keypoint 3 (another keypoint, a
+    # near miss: 12.5 <= 15), keypoint 3 far from everything; keypoint 4 is unlabeled: it counts neither as a
+    # prediction nor as a keypoint to land on (keypoint 1's neighbour 5 px away).
+    gt = torch.tensor([[[0.0, 0, 2], [30, 0, 2], [60, 0, 2], [60, 8, 2], [30, 5, 0]]])
+    pred = torch.tensor([[[31.0, 0], [30, 2], [60, 12.5], [0, 50], [0, 0]]])
+    norm = torch.tensor([100.0])
+    w = metrics.wrong_keypoint_hits(pred, gt, norm, [(0, 1)])
+    assert math.isclose(w["total"], 50) and math.isclose(w["twin"], 25) and math.isclose(w["other"], 25)
+    assert math.isclose(w["near_own"], 25)
+    assert w["pairs"].keys() == {(0, 1), (2, 3)} and all(math.isclose(v, 25) for v in w["pairs"].values())
+    assert math.isclose(w["total"], metrics.any_keypoint_pck(pred, gt, norm) - metrics.pck(pred, gt, norm).mean)
+    # keypoints 2 and 3 are 8 px apart; 0-1 and 1-2 are 30 px; keypoint 4 is unlabeled
+    assert math.isclose(metrics.crowding(gt, norm), 50)
+    assert math.isclose(metrics.crowding(gt, norm, alpha=0.05), 0)
+
+
 def test_twin_separation_by_hand():
     # pair (0, 1): true 30 px apart in sample 0 and 40 px in sample 1 (l = 100); predictions 0 px and 10 px apart.
     # Sample 2 has keypoint 1 unlabeled and is left out.
