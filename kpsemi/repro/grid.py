@@ -2,15 +2,17 @@
 
     python -m kpsemi reproduce --table {1,2,3,4,fig3,seqmt} --preset P [--datasets ...] [--seeds ...] --out DIR
 
-Every grid cell (dataset x row x label fraction x seed) runs notebooks/12_single_run.ipynb through papermill in
-its own kernel process and writes DIR/cells/<cell id>/ (the executed notebook, metrics.json); the training run itself
-is the shared results/runs/<configuration>/ folder (kpsemi.runs.cached), so a run a notebook already did is reused.
-A cell whose metrics.json exists is skipped, and a killed run resumes, so a killed reproduction goes on where it
-stopped. Cells go through one small executor interface, `run(cells, out)`: `SequentialExecutor` runs them one
-after another here, `cluster.SubmititExecutor` sends each to a cluster (SLURM or local subprocesses) as a job
-(`--executor submitit`). The tables are mean +- std over seeds, as Markdown and CSV, with the paper's numbers and the difference for the datasets the paper has. `seqmt` is Honari et al.'s
-HGR1 table (L, L+A, L+ELT, L+ELT+A) on the embedded set: mean landmark error in percent of the normaliser (lower is
-better, the seed's measure) with PCK beside, and the seed's HGR1 errors as reference rows.
+Every grid cell (dataset x row x label fraction x seed) runs notebooks/12_single_run.ipynb through papermill in its
+own kernel process and writes DIR/cells/<cell id>/ (the executed notebook, metrics.json); the training run itself is
+the shared results/runs/<configuration>/ folder (kpsemi.runs.cached), so a run a notebook already did is reused. A
+cell whose metrics.json names the run its configuration resolves to now is skipped (one that another version of the
+kit's defaults made runs again), and a killed run resumes, so a killed reproduction goes on where it stopped. Cells
+go through one small executor interface, `run(cells, out)`: `SequentialExecutor` runs them one after another here,
+`cluster.SubmititExecutor` sends each to a cluster (SLURM or local subprocesses) as a job (`--executor submitit`).
+The tables are mean +- std over seeds, as Markdown and CSV, with the paper's numbers and the difference for the
+datasets the paper has. `seqmt` is Honari et al.'s HGR1 table (L, L+A, L+ELT, L+ELT+A) on the embedded set: mean
+landmark error in percent of the normaliser (lower is better, the seed's measure) with PCK beside, and the seed's
+HGR1 errors as reference rows.
 """
 import hashlib
 import json
@@ -22,7 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from tqdm.auto import tqdm
 
-from kpsemi import config, draw
+from kpsemi import config, draw, runs
 from kpsemi.errors import UserError
 from kpsemi.paths import notebooks_dir
 from kpsemi.repro import paper
@@ -101,11 +103,36 @@ def grid(table, preset, datasets=("synthetic",), seeds=(0,), fractions=paper.FRA
     return cells
 
 
+def cell_config(cell):
+    """The configuration notebook 12 builds from a cell's parameters (its first code cells do the same)."""
+    cfg = config.get(cell.preset)
+    return config.get(cfg.preset, dataset=cell.dataset, losses=tuple(cell.losses), labeled=cell.labeled,
+                      split_seed=cell.split_seed, unlabeled_fraction=cell.unlabeled_fraction,
+                      gt_in_unsup=cell.gt_in_unsup, weights={**cfg.weights, **cell.weights}, method=cell.method)
+
+
+def cell_metrics(out, cell):
+    """The metrics a finished cell recorded, or None: none recorded yet, or recorded from another run than the one
+    the cell's configuration resolves to now (the kit's defaults for that row changed since, e.g. a method's own
+    preset values: config.METHOD_PRESETS), so that no table mixes in a stale number."""
+    p = os.path.join(cell_dir(out, cell), "metrics.json")
+    if not os.path.exists(p):
+        return None
+    with open(p) as f:
+        m = json.load(f)["metrics"]
+    return m if m.get("run") == os.path.basename(runs.run_dir(cell_config(cell))) else None
+
+
 def todo(cells, out, progress=True):
-    """The cells without a metrics.json under out/cells/ (the others are done and skipped)."""
-    left = [c for c in cells if not os.path.exists(os.path.join(cell_dir(out, c), "metrics.json"))]
+    """The cells to run: those without metrics, or with metrics of another run than their configuration's now
+    (the others are done and skipped)."""
+    left = [c for c in cells if cell_metrics(out, c) is None]
+    stale = sum(os.path.exists(os.path.join(cell_dir(out, c), "metrics.json")) for c in left)
     if progress and len(left) < len(cells):
         print(f"{len(cells) - len(left)} of {len(cells)} cells already done; running {len(left)}")
+    if progress and stale:
+        print(f"{stale} of them do not name the run their configuration resolves to now (recorded under other "
+              "defaults of the kit): running them again")
     return left
 
 
@@ -143,10 +170,9 @@ def collect(cells, out):
     """[(cell, metrics dict)] of the finished cells."""
     done = []
     for c in cells:
-        p = os.path.join(cell_dir(out, c), "metrics.json")
-        if os.path.exists(p):
-            with open(p) as f:
-                done.append((c, json.load(f)["metrics"]))
+        m = cell_metrics(out, c)
+        if m is not None:
+            done.append((c, m))
     return done
 
 

@@ -34,6 +34,7 @@ own_data_loop = True              # the predict -> evaluate -> frames-to-label s
 
 # %%
 import json
+import os
 
 import matplotlib.pyplot as plt
 
@@ -107,8 +108,6 @@ plt.show()
 # describes every file written.
 
 # %%
-import os
-
 from IPython.display import Image, display
 
 import kpsemi
@@ -172,7 +171,8 @@ if loop:
 # your labeling tool, add them to the project's CollectedData CSV, and train again.
 
 # %%
-report.record({"test_pck": m["test_pck"], "val_pck": m["val_pck"], "test_error_percent": m["test_error_percent"],
+report.record({"run": os.path.basename(run),   # which run of the cache: `reproduce` checks its cells with it
+               "test_pck": m["test_pck"], "val_pck": m["val_pck"], "test_error_percent": m["test_error_percent"],
                "steps": m["steps"], "seconds": m["seconds"],
                "n_labeled": m["n_labeled"], "n_unlabeled": m["n_unlabeled"],
                "test_per_keypoint": m["test_per_keypoint"],

@@ -1,6 +1,7 @@
 import json
 import os
 
+from kpsemi import runs
 from kpsemi.repro import paper, grid as reproduce
 
 
@@ -51,3 +52,16 @@ def test_smoke_grid_runs_resumes_and_renders(tmp_path, smoke_dir):
     os.remove(os.path.join(out, "cells", cells[1].id, "metrics.json"))
     reproduce.main("4", "smoke", fractions=(0.05,), seeds=(0,), out=out, progress=False)
     assert os.path.getmtime(nbs[0]) == stamps[0] and os.path.getmtime(nbs[1]) > stamps[1]
+    # every cell records the run it read; a cell recorded from another run than its configuration resolves to now
+    # (the kit's defaults for that row changed) is left out of the table and runs again
+    path = os.path.join(out, "cells", cells[0].id, "metrics.json")
+    doc = json.load(open(path))
+    assert doc["metrics"]["run"] == os.path.basename(runs.run_dir(reproduce.cell_config(cells[0])))
+    doc["metrics"]["run"] = "synthetic-sup+sc+te+ti-0.05-s0-smoke-0000000000"
+    json.dump(doc, open(path, "w"))
+    assert [c for c, _ in reproduce.collect(cells, out)] == cells[1:]
+    assert reproduce.todo(cells, out, progress=False) == cells[:1]
+    stamps = [os.path.getmtime(p) for p in nbs]
+    reproduce.main("4", "smoke", fractions=(0.05,), seeds=(0,), out=out, progress=False)
+    assert os.path.getmtime(nbs[0]) > stamps[0] and os.path.getmtime(nbs[1]) == stamps[1]
+    assert [c for c, _ in reproduce.collect(cells, out)] == cells
