@@ -6,7 +6,8 @@
 # cross-entropies are not), hence weights of very different magnitudes. The paper fixes $\lambda_1 = 10^3$ and
 # tries $\lambda_2 \in \{0.1, 0.5, 1\}$, $\lambda_3, \lambda_4 \in \{10, 10^2, 10^3\}$, one at a time: LSP is
 # insensitive to TE and TI, and loses most when SC's weight drops to 0.1. Here: the same sweep on the embedded
-# dataset, around this preset's defaults.
+# dataset, around this preset's defaults. The demo preset's sweep over split seeds, measured on a 2-core CPU, is in
+# `docs/deviations.md`.
 
 # %% tags=["parameters"]
 preset = None         # "smoke" | "demo" | "paper"; None: $KPSEMI_PRESET, else "demo"
