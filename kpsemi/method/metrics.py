@@ -127,8 +127,8 @@ def wrong_keypoint_hits(pred, gt, norm, flip_pairs, alpha=0.1):
         key = (k, int(nearest[i, k]))
         pairs[key] = pairs.get(key, 0) + 100.0 / n
     n_twin = sum(v for (k, j), v in pairs.items() if twin.get(k) == j)
-    return {"total": 100.0 * float(wrong.sum()) / n, "twin": n_twin,
-            "other": 100.0 * float(wrong.sum()) / n - n_twin,
+    total = 100.0 * float(wrong.sum()) / n
+    return {"total": total, "twin": n_twin, "other": total - n_twin,
             "near_own": 100.0 * float((wrong & (own <= 1.5 * alpha)).sum()) / n,
             "pairs": dict(sorted(pairs.items(), key=lambda kv: -kv[1]))}
 
